@@ -1,0 +1,95 @@
+# vtpm — virtual TPMs for Linux VMs, rooted in the host TPM.
+#
+#   make            build everything into $(BUILD) (default build/)
+#   make test       install missing Debian packages (as root), build, run every test
+#   make asan       build with -fsanitize=address,undefined (clang) into build-asan/ and run the tests
+#   make fuzz       build the libFuzzer harnesses and run each for FUZZ_SECONDS (default 30)
+#   make bench      run the benchmarks (vtpmd against swtpm, same run, ratios)
+#   make demo       set up and run the demonstration
+#   make format     clang-format every C file
+BUILD ?= build
+CC ?= cc
+SAN ?=
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+CPPFLAGS := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Isrc $(SAN)
+LDFLAGS ?=
+LIBS_VTPMD := -ltpms -lcrypto
+FUZZ_SECONDS ?= 30
+
+COMMON_SRC := $(sort $(wildcard src/common/*.c))
+VTPMD_SRC := $(sort $(filter-out src/vtpmd/main.c,$(wildcard src/vtpmd/*.c)))
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+VTPMD_OBJ := $(VTPMD_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN := $(TOOL_SRC:%.c=$(BUILD)/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: all test asan fuzz bench demo format clean deps deps-build
+all: $(BUILD)/vtpmd $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN)
+
+deps:
+	@scripts/deps all
+deps-build:
+	@scripts/deps build
+
+$(BUILD)/%.o: %.c $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/vtpmd: $(BUILD)/src/vtpmd/main.o $(VTPMD_OBJ) $(COMMON_OBJ)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_VTPMD)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(VTPMD_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
+
+$(BUILD)/bench/%: bench/%.c $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) tests/run
+
+asan: deps
+	@$(MAKE) --no-print-directory all BUILD=build-asan CC=clang OPT=-O1 \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		BUILD=build-asan tests/run
+
+fuzz: deps-build
+	@$(MAKE) --no-print-directory fuzz-build
+	@tests/fuzz/run $(FUZZ_SECONDS)
+
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+.PHONY: fuzz-build
+fuzz-build:
+	@$(MAKE) --no-print-directory $(FUZZ_BIN) BUILD=build-fuzz CC=clang OPT=-O1 \
+		SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(VTPMD_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bench/run
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) scripts/demo
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz

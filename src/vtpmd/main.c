@@ -1,0 +1,646 @@
+/*
+ * vtpmd — one virtual TPM 2.0 for one guest; a drop-in for `swtpm socket`.
+ *
+ * One process, one job: serve swtpm's control channel and data channel for one vTPM whose
+ * state lives in one encrypted, versioned, crash-safe state file. Single-threaded: one
+ * poll loop over the control listener/connection, the data listener/connection and a
+ * signalfd.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <libtpms/tpm_library.h>
+#include <openssl/crypto.h>
+
+#include "common/cursor.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "common/state_store.h"
+#include "vtpmd/blob_envelope.h"
+#include "vtpmd/ctrl_channel.h"
+#include "vtpmd/ctrl_proto.h"
+#include "vtpmd/data_channel.h"
+#include "vtpmd/engine.h"
+#include "vtpmd/options.h"
+#include "vtpmd/state_key.h"
+
+#define VTPMD_VERSION "0.1.0"
+/* How long the rest of a request may take once its first byte arrived (swtpm: 500 ms). */
+#define REQUEST_TIMEOUT_MS 1000
+#define DATA_BUF_LEN       (4096u + TCG_PREFIX_LEN)
+
+struct vtpmd {
+	struct vtpmd_opts opts;
+	struct state_store *store;
+	struct engine *engine;
+	struct ctrl_ctx ctrl;
+	int ctrl_listen;
+	int ctrl_conn;
+	int data_listen;
+	int lock_fd;
+	int sig_fd;
+	bool data_from_server_fd; /* --server type=...,fd=N: one connection for our life */
+	bool ctrl_from_clientfd;
+	uint8_t *cbuf;
+	size_t cbuf_cap;
+	uint8_t dbuf[DATA_BUF_LEN];
+	size_t dhave;
+	uint8_t obuf[DATA_BUF_LEN + 8];
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vtpmd socket --tpm2 --tpmstate dir=DIR [--ctrl ...] [--server ...] [options]\n"
+		"\n"
+		"vtpmd runs one virtual TPM 2.0 (libtpms) and serves it with swtpm's control and\n"
+		"data channel protocol, so QEMU's -tpmdev emulator, libvirt and swtpm_ioctl use it as\n"
+		"they use 'swtpm socket'. Its state is one file, DIR/" STATE_FILE_NAME ", written\n"
+		"durably before a command is answered, AES-256-GCM encrypted with --key.\n"
+		"\n"
+		"Options:\n"
+		"  --tpm2                     emulate a TPM 2.0 (required; TPM 1.2 is not supported)\n"
+		"  --tpmstate dir=DIR[,mode=0600]\n"
+		"                             state directory (must exist) and state file mode;\n"
+		"                             backend-uri=dir://DIR is accepted too\n"
+		"  --ctrl type=unixio,path=PATH[,mode=0600][,uid=N][,gid=N][,terminate]\n"
+		"  --ctrl type=unixio,fd=N | type=unixio,clientfd=N\n"
+		"  --ctrl type=tcp,port=PORT[,bindaddr=127.0.0.1] | type=tcp,fd=N\n"
+		"                             control channel; 'terminate' exits when the control\n"
+		"                             client hangs up; clientfd= is an already connected socket\n"
+		"  --server type=tcp,port=PORT[,bindaddr=127.0.0.1][,disconnect] | type=tcp,fd=N\n"
+		"  --server type=unixio,path=PATH[,mode=..] | type=unixio,fd=N\n"
+		"                             data channel (QEMU instead passes one with CMD_SET_DATAFD);\n"
+		"                             TCP binds to loopback addresses only\n"
+		"  --key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,format=hex|binary]\n"
+		"        [,mode=aes-128-cbc|aes-256-cbc|aes-256-gcm][,remove[=true|false]][,kdf=pbkdf2|sha512]\n"
+		"                             encrypt the state file; the key (16 or 32 bytes, as mode\n"
+		"                             says) or passphrase derives an AES-256-GCM key\n"
+		"  --flags not-need-init[,startup-clear|startup-state|startup-deactivated|startup-none]\n"
+		"                             initialise the TPM at start (no CMD_INIT needed) and\n"
+		"                             optionally send TPM2_Startup\n"
+		"  --locality reject-locality-4\n"
+		"                             refuse locality 4 on the control channel\n"
+		"  --log file=PATH|fd=N[,level=N][,truncate]\n"
+		"                             log destination (default stderr); level 1 warnings,\n"
+		"                             2-4 information, 5 and up debug\n"
+		"  --pid file=PATH|fd=N       write the process id\n"
+		"  -d, --daemon               detach after the sockets are ready\n"
+		"  -t, --terminate            exit when the data channel client hangs up\n"
+		"  --seccomp action=none      accepted for compatibility\n"
+		"  --uuid UUID                the vTPM this state belongs to; the state file must\n"
+		"                             carry it (standalone: taken from the file, or random)\n"
+		"  --print-capabilities       print the features as JSON (as swtpm does) and exit\n"
+		"  -v, --version              print the version and exit\n"
+		"  -h, --help                 print this help and exit\n"
+		"\n"
+		"Not supported, refused with a message: TPM 1.2, chardev/cuse modes, --migration-key,\n"
+		"--migration, --runas, --chroot, --vtpm-proxy, profiles.\n"
+		"\n"
+		"Exit status: 0 after CMD_SHUTDOWN or a signal, 1 on a usage or start-up error (bad\n"
+		"option, wrong key, damaged state file: the file is left untouched), 2 if the state\n"
+		"directory is locked by another emulator.\n");
+}
+
+static void print_capabilities(void)
+{
+	printf("{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", \"tpm-send-command-header\", "
+	       "\"flags-opt-startup\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", "
+	       "\"nvram-backend-dir\" ], \"version\": \"" VTPMD_VERSION "\" }\n");
+}
+
+static int log_level_from_swtpm(int level)
+{
+	if (level >= 5)
+		return LOG_LVL_DEBUG;
+	if (level >= 2)
+		return LOG_LVL_INFO;
+	return LOG_LVL_WARN;
+}
+
+static int setup_log(const struct vtpmd_opts *o)
+{
+	int fd = 2;
+
+	if (o->log_file) {
+		fd = open(o->log_file,
+			  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (o->log_truncate ? O_TRUNC : 0),
+			  0640);
+		if (fd < 0) {
+			fprintf(stderr, "vtpmd: cannot open log file %s: %s\n", o->log_file,
+				strerror(errno));
+			return -1;
+		}
+	} else if (o->log_fd >= 0) {
+		fd = o->log_fd;
+	}
+	log_init("vtpmd", fd, o->log_file || o->log_fd >= 0 ? log_level_from_swtpm(o->log_level)
+							     : LOG_LVL_WARN);
+	return 0;
+}
+
+/* One emulator per state directory; swtpm takes the same lock (fcntl on DIR/.lock). */
+static int lock_state_dir(struct vtpmd *d)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/.lock", d->opts.state_dir);
+	d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (d->lock_fd < 0) {
+		log_warn("cannot open lock file %s", path);
+		return 1;
+	}
+	if (fcntl(d->lock_fd, F_OFD_SETLK, &fl) < 0) {
+		log_warnx("state directory %s is in use by another emulator (lock on %s is held)",
+			  d->opts.state_dir, path);
+		return 2;
+	}
+	return 0;
+}
+
+/* swtpm's state files in the directory and no vtpmd state: bring them over once. */
+static int import_swtpm_state(struct vtpmd *d)
+{
+	static const struct {
+		const char *name;
+		uint32_t type;
+	} files[] = {{"tpm2-00.permall", PTM_BLOB_TYPE_PERMANENT},
+		     {"tpm2-00.volatilestate", PTM_BLOB_TYPE_VOLATILE}};
+	char path[4096];
+	size_t i;
+
+	if (state_store_version(d->store) != 0)
+		return 0;
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		uint8_t *buf;
+		const uint8_t *raw;
+		size_t raw_len;
+		struct stat st;
+		ssize_t n;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", d->opts.state_dir, files[i].name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > (off_t)CTRL_MAX_BLOB) {
+			close(fd);
+			log_warnx("swtpm state file %s has an unusable size; not imported", path);
+			return -1;
+		}
+		buf = malloc((size_t)st.st_size);
+		n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
+		close(fd);
+		if (n != st.st_size ||
+		    blob_envelope_unwrap(buf, (size_t)n, &raw, &raw_len) != RES_SUCCESS ||
+		    engine_set_blob(d->engine, files[i].type, raw, (uint32_t)raw_len) != 0) {
+			log_warnx("cannot import swtpm state file %s (encrypted or damaged); move it "
+				  "away to start a fresh vTPM",
+				  path);
+			if (buf)
+				OPENSSL_cleanse(buf, (size_t)st.st_size);
+			free(buf);
+			return -1;
+		}
+		OPENSSL_cleanse(buf, (size_t)n);
+		free(buf);
+		log_info("importing swtpm state from %s at the first TPM init", path);
+	}
+	return 0;
+}
+
+static int open_state(struct vtpmd *d)
+{
+	uint8_t key[32], uuid[16];
+	bool have_key = d->opts.key.source != KEY_NONE;
+	char err[512];
+
+	if (have_key && state_key_load(&d->opts.key, key, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return -1;
+	}
+	if (state_store_open(&d->store, d->opts.state_dir, have_key ? key : NULL,
+			     d->opts.state_mode, NULL, err, sizeof(err)) != 0) {
+		OPENSSL_cleanse(key, sizeof(key));
+		log_warnx("%s", err);
+		return -1;
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	if (d->opts.uuid) {
+		uuid_parse(d->opts.uuid, uuid);
+		state_store_set_uuid(d->store, uuid);
+	}
+	if (engine_create(&d->engine, d->store, d->opts.uuid ? uuid : NULL, err, sizeof(err)) <
+	    0) {
+		log_warnx("cannot load the vTPM state in %s: %s", d->opts.state_dir, err);
+		return -1;
+	}
+	return import_swtpm_state(d);
+}
+
+static int open_channel(const struct chan_opts *c, const char *what, int *listen_fd, int *conn_fd)
+{
+	char err[512];
+
+	*listen_fd = -1;
+	*conn_fd = -1;
+	switch (c->type) {
+	case CHAN_NONE:
+		return 0;
+	case CHAN_UNIX_PATH:
+		*listen_fd = sock_listen_unix(c->path, c->mode, c->uid, c->gid, err, sizeof(err));
+		break;
+	case CHAN_TCP_PORT:
+		*listen_fd = sock_listen_tcp(c->bindaddr, c->port, err, sizeof(err));
+		break;
+	case CHAN_UNIX_FD:
+		*listen_fd = c->fd;
+		break;
+	case CHAN_UNIX_CLIENTFD:
+	case CHAN_TCP_FD:
+		*conn_fd = c->fd;
+		return 0;
+	}
+	if (*listen_fd < 0) {
+		log_warnx("%s channel: %s", what, err);
+		return -1;
+	}
+	return 0;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static int write_pid(const struct vtpmd_opts *o)
+{
+	char buf[32];
+	int n, fd = o->pid_fd;
+
+	if (!o->pid_file && o->pid_fd < 0)
+		return 0;
+	n = snprintf(buf, sizeof(buf), "%ld", (long)getpid());
+	if (o->pid_file) {
+		fd = open(o->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			log_warn("cannot write pid file %s", o->pid_file);
+			return -1;
+		}
+	}
+	if (sock_write_full(fd, buf, (size_t)n) < 0) {
+		log_warn("cannot write the pid");
+		n = -1;
+	}
+	close(fd);
+	return n < 0 ? -1 : 0;
+}
+
+static int daemonize(void)
+{
+	pid_t pid = fork();
+	int nul;
+
+	if (pid < 0) {
+		log_warn("fork");
+		return -1;
+	}
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		if (log_fd() != 2)
+			dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	return 0;
+}
+
+/* Read one whole control request; answer it. Returns -1 when the connection must close. */
+static int ctrl_serve(struct vtpmd *d)
+{
+	struct ctrl_resp resp = {0};
+	struct ctrl_req req;
+	enum ctrl_parse_status st;
+	size_t have = 0, need = 0;
+	uint32_t res;
+	int passed_fd = -1, rc = 0;
+	ssize_t n;
+
+	n = sock_recv_fd(d->ctrl_conn, d->cbuf, d->cbuf_cap, &passed_fd);
+	if (n <= 0)
+		return -1;
+	have = (size_t)n;
+	while ((st = ctrl_parse(d->cbuf, have, &req, &need, &res)) == CTRL_PARSE_MORE) {
+		if (need > d->cbuf_cap) {
+			uint8_t *nb = realloc(d->cbuf, need);
+			if (!nb) {
+				st = CTRL_PARSE_ERROR;
+				res = RES_FAIL;
+				break;
+			}
+			d->cbuf = nb;
+			d->cbuf_cap = need;
+		}
+		n = sock_read_full(d->ctrl_conn, d->cbuf + have, need - have, REQUEST_TIMEOUT_MS);
+		if (n <= 0) {
+			log_info("control request incomplete (%zu of %zu bytes); closing", have,
+				 need);
+			if (passed_fd >= 0)
+				close(passed_fd);
+			return -1;
+		}
+		have += (size_t)n;
+	}
+	if (st == CTRL_PARSE_ERROR) {
+		log_info("control request 0x%x refused with 0x%x", req.code, res);
+		if (passed_fd >= 0)
+			close(passed_fd);
+		ctrl_error_response(res, &resp);
+	} else {
+		ctrl_execute(&d->ctrl, &req, passed_fd, &resp);
+	}
+	if (sock_write_full(d->ctrl_conn, resp.big ? resp.big : resp.small, resp.len) < 0)
+		rc = -1;
+	if (resp.big) {
+		OPENSSL_cleanse(resp.big, resp.len);
+		free(resp.big);
+	}
+	/* Shrink back after a large SET_STATEBLOB so idle instances stay small. */
+	if (d->cbuf_cap > 8192) {
+		uint8_t *nb = realloc(d->cbuf, 8192);
+		if (nb) {
+			d->cbuf = nb;
+			d->cbuf_cap = 8192;
+		}
+	}
+	return rc;
+}
+
+static int data_respond(struct vtpmd *d, const struct data_frame *f, const uint8_t *rsp,
+			uint32_t len)
+{
+	if (!f->tcg)
+		return sock_write_full(d->ctrl.data_fd, rsp, len);
+	be32_put(d->obuf, len);
+	memcpy(d->obuf + 4, rsp, len);
+	be32_put(d->obuf + 4 + len, 0);
+	return sock_write_full(d->ctrl.data_fd, d->obuf, len + 8u);
+}
+
+/* Read what the data client sent and answer every complete command. -1: close it. */
+static int data_serve(struct vtpmd *d)
+{
+	struct data_frame f;
+	size_t need;
+	ssize_t n;
+
+	n = read(d->ctrl.data_fd, d->dbuf + d->dhave, sizeof(d->dbuf) - d->dhave);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 0;
+	if (n <= 0)
+		return -1;
+	d->dhave += (size_t)n;
+	for (;;) {
+		enum data_parse_status st = data_frame_parse(
+			d->dbuf, d->dhave, engine_max_command_size(d->engine), &f, &need);
+		const uint8_t *rsp;
+		uint32_t rsp_len;
+
+		if (st == DATA_PARSE_BAD) {
+			uint8_t err[TPM_HEADER_LEN];
+			data_size_error_response(err);
+			log_info("data channel: command size out of range; closing the connection");
+			sock_write_full(d->ctrl.data_fd, err, sizeof(err));
+			return -1;
+		}
+		if (st == DATA_PARSE_MORE) {
+			if (d->dhave == 0)
+				return 0;
+			n = sock_read_full(d->ctrl.data_fd, d->dbuf + d->dhave, need - d->dhave,
+					   REQUEST_TIMEOUT_MS);
+			if (n <= 0)
+				return -1;
+			d->dhave += (size_t)n;
+			continue;
+		}
+		if (f.tcg) {
+			if (f.locality > 4)
+				f.locality = 0;
+			engine_set_locality(d->engine, f.locality);
+		}
+		engine_process(d->engine, d->dbuf + f.cmd_off, f.cmd_len, &rsp, &rsp_len);
+		if (data_respond(d, &f, rsp, rsp_len) < 0)
+			return -1;
+		memmove(d->dbuf, d->dbuf + f.total, d->dhave - f.total);
+		d->dhave -= f.total;
+		if (d->opts.server.disconnect)
+			return -1;
+		if (d->dhave == 0)
+			return 0;
+	}
+}
+
+static void data_close(struct vtpmd *d)
+{
+	close_fd(&d->ctrl.data_fd);
+	d->dhave = 0;
+}
+
+static int setup_signals(struct vtpmd *d)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -1;
+	d->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	return d->sig_fd < 0 ? -1 : 0;
+}
+
+enum { P_SIG, P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_N };
+
+static int run(struct vtpmd *d)
+{
+	struct pollfd p[P_N];
+	int conn;
+
+	for (;;) {
+		p[P_SIG] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
+		p[P_CTRL_LISTEN] = (struct pollfd){
+			.fd = d->ctrl_conn < 0 ? d->ctrl_listen : -1, .events = POLLIN};
+		p[P_CTRL] = (struct pollfd){.fd = d->ctrl_conn, .events = POLLIN};
+		p[P_DATA_LISTEN] = (struct pollfd){
+			.fd = d->ctrl.data_fd < 0 ? d->data_listen : -1, .events = POLLIN};
+		p[P_DATA] = (struct pollfd){.fd = d->ctrl.data_fd, .events = POLLIN};
+		if (poll(p, P_N, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("poll");
+			return 1;
+		}
+		if (p[P_SIG].revents) {
+			struct signalfd_siginfo si;
+			if (read(d->sig_fd, &si, sizeof(si)) == sizeof(si))
+				log_info("signal %u: shutting down", si.ssi_signo);
+			return 0;
+		}
+		if (p[P_DATA].revents && data_serve(d) < 0) {
+			data_close(d);
+			if (d->opts.terminate || d->data_from_server_fd) {
+				log_info("data client hung up: terminating");
+				return 0;
+			}
+		}
+		if (p[P_CTRL].revents) {
+			if (ctrl_serve(d) < 0) {
+				close_fd(&d->ctrl_conn);
+				if (d->opts.ctrl.terminate || d->ctrl_from_clientfd) {
+					log_info("control client hung up: terminating");
+					return 0;
+				}
+			}
+			if (d->ctrl.shutdown)
+				return 0;
+		}
+		if (p[P_CTRL_LISTEN].revents &&
+		    (conn = accept4(d->ctrl_listen, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+			d->ctrl_conn = conn;
+		if (p[P_DATA_LISTEN].revents &&
+		    (conn = accept4(d->data_listen, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+			d->ctrl.data_fd = conn;
+	}
+}
+
+static void cleanup(struct vtpmd *d)
+{
+	if (d->engine) {
+		engine_stop(d->engine);
+		engine_destroy(d->engine);
+	}
+	if (d->store)
+		state_store_close(d->store);
+	close_fd(&d->ctrl_conn);
+	close_fd(&d->ctrl_listen);
+	close_fd(&d->data_listen);
+	data_close(d);
+	if (d->opts.ctrl.type == CHAN_UNIX_PATH)
+		unlink(d->opts.ctrl.path);
+	if (d->opts.server.type == CHAN_UNIX_PATH)
+		unlink(d->opts.server.path);
+	if (d->opts.pid_file)
+		unlink(d->opts.pid_file);
+	close_fd(&d->lock_fd);
+	close_fd(&d->sig_fd);
+	free(d->cbuf);
+	vtpmd_opts_free(&d->opts);
+}
+
+static int start(struct vtpmd *d)
+{
+	uint32_t res;
+	int data_conn = -1, rc;
+
+	if ((rc = lock_state_dir(d)) != 0)
+		return rc;
+	if (open_state(d) < 0)
+		return 1;
+	d->ctrl.engine = d->engine;
+	d->ctrl.file_key = d->opts.key.source != KEY_NONE;
+	d->ctrl.reject_locality4 = d->opts.reject_locality4;
+	d->ctrl.data_fd = -1;
+	if (open_channel(&d->opts.ctrl, "control", &d->ctrl_listen, &d->ctrl_conn) < 0 ||
+	    open_channel(&d->opts.server, "data", &d->data_listen, &data_conn) < 0)
+		return 1;
+	d->ctrl.data_fd = data_conn;
+	d->data_from_server_fd = data_conn >= 0;
+	d->ctrl_from_clientfd = d->ctrl_conn >= 0;
+	d->cbuf_cap = 8192;
+	d->cbuf = malloc(d->cbuf_cap);
+	if (!d->cbuf || setup_signals(d) < 0) {
+		log_warn("start-up");
+		return 1;
+	}
+	if (d->opts.not_need_init) {
+		res = engine_init(d->engine, 0);
+		if (res != 0) {
+			log_warnx("TPM initialisation failed (0x%x)", res);
+			return 1;
+		}
+		res = engine_startup(d->engine, d->opts.startup);
+		if (res != 0 && res != 0x100 /* TPM_RC_INITIALIZE: resumed from volatile */)
+			log_warnx("TPM2_Startup returned 0x%x", res);
+	}
+	if (d->opts.daemon && daemonize() < 0)
+		return 1;
+	if (write_pid(&d->opts) < 0)
+		return 1;
+	log_info("ready: state in %s, state version %llu", d->opts.state_dir,
+		 (unsigned long long)state_store_version(d->store));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct vtpmd d;
+	char err[512];
+	int rc;
+
+	memset(&d, 0, sizeof(d));
+	d.ctrl_listen = d.ctrl_conn = d.data_listen = d.lock_fd = d.sig_fd = -1;
+	d.ctrl.data_fd = -1;
+	log_init("vtpmd", 2, LOG_LVL_WARN);
+	if (vtpmd_parse_args(argc, argv, &d.opts, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vtpmd: %s\n", err);
+		vtpmd_opts_free(&d.opts);
+		return 1;
+	}
+	if (d.opts.help) {
+		usage(stdout);
+		vtpmd_opts_free(&d.opts);
+		return 0;
+	}
+	if (d.opts.version) {
+		uint32_t v = TPMLIB_GetVersion();
+		printf("vtpmd %s (swtpm-compatible TPM 2.0 emulator, libtpms %u.%u.%u)\n",
+		       VTPMD_VERSION, v >> 16, (v >> 8) & 0xff, v & 0xff);
+		vtpmd_opts_free(&d.opts);
+		return 0;
+	}
+	if (d.opts.print_capabilities) {
+		print_capabilities();
+		vtpmd_opts_free(&d.opts);
+		return 0;
+	}
+	if (setup_log(&d.opts) < 0) {
+		vtpmd_opts_free(&d.opts);
+		return 1;
+	}
+	rc = start(&d);
+	if (rc == 0)
+		rc = run(&d);
+	cleanup(&d);
+	return rc;
+}

@@ -1,0 +1,732 @@
+#include "vtpmd/options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_KV 16
+
+struct kv {
+	char *key;
+	char *val; /* NULL for a bare flag such as "terminate" */
+};
+
+struct kvlist {
+	char *copy;
+	struct kv kv[MAX_KV];
+	size_t n;
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Split "a=1,b,c=3" in place. */
+static int kv_split(const char *opt, const char *s, struct kvlist *l, char *err, size_t errlen)
+{
+	char *p, *save = NULL, *tok;
+
+	memset(l, 0, sizeof(*l));
+	l->copy = strdup(s);
+	if (!l->copy)
+		return fail(err, errlen, "out of memory");
+	for (tok = strtok_r(l->copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (l->n == MAX_KV)
+			return fail(err, errlen, "%s: too many parameters", opt);
+		p = strchr(tok, '=');
+		if (p)
+			*p++ = '\0';
+		if (!*tok)
+			return fail(err, errlen, "%s: empty parameter name in '%s'", opt, s);
+		l->kv[l->n].key = tok;
+		l->kv[l->n].val = p;
+		l->n++;
+	}
+	if (!l->n)
+		return fail(err, errlen, "%s: needs parameters", opt);
+	return 0;
+}
+
+static void kv_free(struct kvlist *l)
+{
+	free(l->copy);
+	l->copy = NULL;
+}
+
+/* Every key must be one of the space-separated names in known. */
+static int kv_check(const char *opt, const struct kvlist *l, const char *known, char *err,
+		    size_t errlen)
+{
+	size_t i, klen;
+	const char *p;
+
+	for (i = 0; i < l->n; i++) {
+		klen = strlen(l->kv[i].key);
+		for (p = known; (p = strstr(p, l->kv[i].key)); p += klen)
+			if ((p == known || p[-1] == ' ') && (p[klen] == ' ' || p[klen] == '\0'))
+				break;
+		if (!p)
+			return fail(err, errlen, "%s: unknown parameter '%s' (known: %s)", opt,
+				    l->kv[i].key, known);
+	}
+	return 0;
+}
+
+static const char *kv_get(const struct kvlist *l, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->kv[i].key, key) == 0)
+			return l->kv[i].val ? l->kv[i].val : "";
+	return NULL;
+}
+
+static bool kv_has(const struct kvlist *l, const char *key)
+{
+	return kv_get(l, key) != NULL;
+}
+
+static int parse_ulong(const char *opt, const char *what, const char *s, int base,
+		       unsigned long max, unsigned long *out, char *err, size_t errlen)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return fail(err, errlen, "%s: %s needs a number", opt, what);
+	errno = 0;
+	v = strtoul(s, &end, base);
+	if (errno || *end || v > max)
+		return fail(err, errlen, "%s: %s='%s' is not a number in 0..%lu", opt, what, s,
+			    max);
+	*out = v;
+	return 0;
+}
+
+static int parse_fd(const char *opt, const char *s, int *fd, char *err, size_t errlen)
+{
+	unsigned long v;
+
+	if (parse_ulong(opt, "fd", s, 10, 65535, &v, err, errlen) < 0)
+		return -1;
+	*fd = (int)v;
+	return 0;
+}
+
+static int parse_mode(const char *opt, const char *s, mode_t *mode, char *err, size_t errlen)
+{
+	unsigned long v;
+
+	if (parse_ulong(opt, "mode", s, 8, 0777, &v, err, errlen) < 0)
+		return -1;
+	*mode = (mode_t)v;
+	return 0;
+}
+
+static int parse_bool(const char *opt, const char *key, const char *s, bool *out, char *err,
+		      size_t errlen)
+{
+	if (!*s || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+		*out = true;
+		return 0;
+	}
+	if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+		*out = false;
+		return 0;
+	}
+	return fail(err, errlen, "%s: %s='%s' must be true or false", opt, key, s);
+}
+
+static int dup_str(char **dst, const char *s, char *err, size_t errlen)
+{
+	free(*dst);
+	*dst = strdup(s);
+	return *dst ? 0 : fail(err, errlen, "out of memory");
+}
+
+/* --ctrl and --server share one syntax. */
+static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct chan_opts *c,
+		      char *err, size_t errlen)
+{
+	const char *known = is_ctrl ? "type path mode uid gid port bindaddr fd clientfd terminate"
+				    : "type path mode uid gid port bindaddr fd disconnect";
+	struct kvlist l;
+	const char *type, *v;
+	unsigned long n;
+	int rc = -1;
+
+	if (kv_split(opt, arg, &l, err, errlen) < 0 || kv_check(opt, &l, known, err, errlen) < 0)
+		goto out;
+	memset(c, 0, sizeof(*c));
+	c->uid = (uid_t)-1;
+	c->gid = (gid_t)-1;
+	c->fd = -1;
+	type = kv_get(&l, "type");
+	if (!type) {
+		fail(err, errlen, "%s: type=unixio or type=tcp is required", opt);
+		goto out;
+	}
+	if (strcmp(type, "unixio") == 0) {
+		if ((v = kv_get(&l, "path"))) {
+			c->type = CHAN_UNIX_PATH;
+			if (!*v) {
+				fail(err, errlen, "%s: path is empty", opt);
+				goto out;
+			}
+			if (dup_str(&c->path, v, err, errlen) < 0)
+				goto out;
+		} else if ((v = kv_get(&l, "fd"))) {
+			c->type = CHAN_UNIX_FD;
+			if (parse_fd(opt, v, &c->fd, err, errlen) < 0)
+				goto out;
+		} else if (is_ctrl && (v = kv_get(&l, "clientfd"))) {
+			c->type = CHAN_UNIX_CLIENTFD;
+			if (parse_fd(opt, v, &c->fd, err, errlen) < 0)
+				goto out;
+		} else {
+			fail(err, errlen, "%s: type=unixio needs path=, fd=%s", opt,
+			     is_ctrl ? " or clientfd=" : "");
+			goto out;
+		}
+		if (kv_has(&l, "port") || kv_has(&l, "bindaddr")) {
+			fail(err, errlen, "%s: port and bindaddr go with type=tcp", opt);
+			goto out;
+		}
+	} else if (strcmp(type, "tcp") == 0) {
+		if ((v = kv_get(&l, "fd"))) {
+			c->type = CHAN_TCP_FD;
+			if (parse_fd(opt, v, &c->fd, err, errlen) < 0)
+				goto out;
+		} else {
+			c->type = CHAN_TCP_PORT;
+			v = kv_get(&l, "port");
+			if (!v) {
+				fail(err, errlen, "%s: type=tcp needs port= or fd=", opt);
+				goto out;
+			}
+			if (parse_ulong(opt, "port", v, 10, 65535, &n, err, errlen) < 0)
+				goto out;
+			c->port = (uint16_t)n;
+		}
+		if (dup_str(&c->bindaddr, kv_get(&l, "bindaddr") ? kv_get(&l, "bindaddr")
+								 : "127.0.0.1",
+			    err, errlen) < 0)
+			goto out;
+		if (kv_has(&l, "path") || kv_has(&l, "mode") || kv_has(&l, "clientfd")) {
+			fail(err, errlen, "%s: path, mode and clientfd go with type=unixio", opt);
+			goto out;
+		}
+	} else {
+		fail(err, errlen, "%s: type='%s' is not supported (use unixio or tcp)", opt, type);
+		goto out;
+	}
+	if ((v = kv_get(&l, "mode")) && parse_mode(opt, v, &c->mode, err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "uid"))) {
+		if (parse_ulong(opt, "uid", v, 10, 0xfffffffe, &n, err, errlen) < 0)
+			goto out;
+		c->uid = (uid_t)n;
+	}
+	if ((v = kv_get(&l, "gid"))) {
+		if (parse_ulong(opt, "gid", v, 10, 0xfffffffe, &n, err, errlen) < 0)
+			goto out;
+		c->gid = (gid_t)n;
+	}
+	c->terminate = kv_has(&l, "terminate");
+	c->disconnect = kv_has(&l, "disconnect");
+	rc = 0;
+out:
+	kv_free(&l);
+	return rc;
+}
+
+static int parse_tpmstate(const char *arg, struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	static const char opt[] = "--tpmstate";
+	struct kvlist l;
+	const char *v;
+	int rc = -1;
+
+	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
+	    kv_check(opt, &l, "dir backend-uri mode lock", err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "backend-uri"))) {
+		if (strncmp(v, "dir://", 6) != 0) {
+			fail(err, errlen, "%s: backend-uri '%s' is not supported (only dir://PATH)",
+			     opt, v);
+			goto out;
+		}
+		v += 6;
+	} else {
+		v = kv_get(&l, "dir");
+	}
+	if (!v || !*v) {
+		fail(err, errlen, "%s: dir=PATH is required", opt);
+		goto out;
+	}
+	if (dup_str(&o->state_dir, v, err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "mode")) && parse_mode(opt, v, &o->state_mode, err, errlen) < 0)
+		goto out;
+	rc = 0;
+out:
+	kv_free(&l);
+	return rc;
+}
+
+static int parse_key(const char *opt, const char *arg, struct key_opts *k, char *err,
+		     size_t errlen)
+{
+	struct kvlist l;
+	const char *v;
+	int rc = -1, sources = 0;
+
+	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
+	    kv_check(opt, &l, "file fd pwdfile pwdfd format mode remove kdf", err, errlen) < 0)
+		goto out;
+	memset(k, 0, sizeof(*k));
+	k->fd = -1;
+	k->bits = 128; /* swtpm's default mode is aes-128-cbc */
+	k->kdf_pbkdf2 = true;
+	if ((v = kv_get(&l, "file"))) {
+		k->source = KEY_FILE, sources++;
+		if (dup_str(&k->path, v, err, errlen) < 0)
+			goto out;
+	}
+	if ((v = kv_get(&l, "pwdfile"))) {
+		k->source = KEY_PWDFILE, sources++;
+		if (dup_str(&k->path, v, err, errlen) < 0)
+			goto out;
+	}
+	if ((v = kv_get(&l, "fd"))) {
+		k->source = KEY_FD, sources++;
+		if (parse_fd(opt, v, &k->fd, err, errlen) < 0)
+			goto out;
+	}
+	if ((v = kv_get(&l, "pwdfd"))) {
+		k->source = KEY_PWDFD, sources++;
+		if (parse_fd(opt, v, &k->fd, err, errlen) < 0)
+			goto out;
+	}
+	if (sources != 1) {
+		fail(err, errlen, "%s: give exactly one of file=, fd=, pwdfile=, pwdfd=", opt);
+		goto out;
+	}
+	if ((v = kv_get(&l, "format"))) {
+		if (strcmp(v, "hex") == 0)
+			k->hex = true;
+		else if (strcmp(v, "binary") != 0) {
+			fail(err, errlen, "%s: format='%s' (use hex or binary)", opt, v);
+			goto out;
+		}
+	}
+	if ((v = kv_get(&l, "mode"))) {
+		if (strcmp(v, "aes-256-cbc") == 0 || strcmp(v, "aes-256-gcm") == 0)
+			k->bits = 256;
+		else if (strcmp(v, "aes-128-cbc") == 0 || strcmp(v, "aes-cbc") == 0)
+			k->bits = 128;
+		else {
+			fail(err, errlen,
+			     "%s: mode='%s' is not supported (aes-128-cbc, aes-256-cbc, aes-256-gcm)",
+			     opt, v);
+			goto out;
+		}
+	}
+	if ((v = kv_get(&l, "remove")) && parse_bool(opt, "remove", v, &k->remove, err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "kdf"))) {
+		if (strcmp(v, "sha512") == 0)
+			k->kdf_pbkdf2 = false;
+		else if (strcmp(v, "pbkdf2") != 0) {
+			fail(err, errlen, "%s: kdf='%s' (use pbkdf2 or sha512)", opt, v);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	kv_free(&l);
+	return rc;
+}
+
+static int parse_log(const char *arg, struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	static const char opt[] = "--log";
+	struct kvlist l;
+	const char *v;
+	unsigned long n;
+	int rc = -1;
+
+	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
+	    kv_check(opt, &l, "file fd level prefix truncate", err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "file")) && dup_str(&o->log_file, v, err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "fd")) && parse_fd(opt, v, &o->log_fd, err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "level"))) {
+		if (parse_ulong(opt, "level", v, 10, 100, &n, err, errlen) < 0)
+			goto out;
+		o->log_level = (int)n;
+	}
+	o->log_truncate = kv_has(&l, "truncate");
+	rc = 0;
+out:
+	kv_free(&l);
+	return rc;
+}
+
+static int parse_pid(const char *arg, struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	static const char opt[] = "--pid";
+	struct kvlist l;
+	const char *v;
+	int rc = -1;
+
+	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
+	    kv_check(opt, &l, "file fd", err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "file")) && dup_str(&o->pid_file, v, err, errlen) < 0)
+		goto out;
+	if ((v = kv_get(&l, "fd")) && parse_fd(opt, v, &o->pid_fd, err, errlen) < 0)
+		goto out;
+	if (!o->pid_file && o->pid_fd < 0) {
+		fail(err, errlen, "%s: file= or fd= is required", opt);
+		goto out;
+	}
+	rc = 0;
+out:
+	kv_free(&l);
+	return rc;
+}
+
+static int parse_flags(const char *arg, struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	static const char opt[] = "--flags";
+	struct kvlist l;
+	size_t i;
+	int rc = -1;
+
+	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
+	    kv_check(opt, &l,
+		     "not-need-init startup-clear startup-state startup-deactivated startup-none "
+		     "disable-auto-shutdown",
+		     err, errlen) < 0)
+		goto out;
+	for (i = 0; i < l.n; i++) {
+		const char *k = l.kv[i].key;
+		if (l.kv[i].val) {
+			fail(err, errlen, "%s: '%s' takes no value", opt, k);
+			goto out;
+		}
+		if (strcmp(k, "not-need-init") == 0)
+			o->not_need_init = true;
+		else if (strcmp(k, "startup-clear") == 0)
+			o->startup = STARTUP_CLEAR;
+		else if (strcmp(k, "startup-state") == 0)
+			o->startup = STARTUP_STATE;
+		else if (strcmp(k, "startup-deactivated") == 0)
+			o->startup = STARTUP_DEACTIVATED;
+		else if (strcmp(k, "startup-none") == 0)
+			o->startup = STARTUP_NONE;
+	}
+	/* A startup-* flag implies the TPM is initialised at start. */
+	if (o->startup != STARTUP_NONE)
+		o->not_need_init = true;
+	rc = 0;
+out:
+	kv_free(&l);
+	return rc;
+}
+
+static int parse_locality(const char *arg, struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	static const char opt[] = "--locality";
+	struct kvlist l;
+	int rc = -1;
+
+	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
+	    kv_check(opt, &l, "reject-locality-4 allow-set-locality", err, errlen) < 0)
+		goto out;
+	o->reject_locality4 = kv_has(&l, "reject-locality-4");
+	o->allow_set_locality = kv_has(&l, "allow-set-locality");
+	rc = 0;
+out:
+	kv_free(&l);
+	return rc;
+}
+
+static int parse_seccomp(const char *arg, char *err, size_t errlen)
+{
+	static const char opt[] = "--seccomp";
+	struct kvlist l;
+	const char *v;
+	int rc = -1;
+
+	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
+	    kv_check(opt, &l, "action", err, errlen) < 0)
+		goto out;
+	v = kv_get(&l, "action");
+	if (!v || strcmp(v, "none") != 0) {
+		fail(err, errlen, "%s: only action=none is supported", opt);
+		goto out;
+	}
+	rc = 0;
+out:
+	kv_free(&l);
+	return rc;
+}
+
+int uuid_parse(const char *s, uint8_t out[16])
+{
+	static const int dash[] = {8, 13, 18, 23};
+	size_t i, j = 0, d = 0;
+	int hi = -1;
+
+	if (strlen(s) != 36)
+		return -1;
+	for (i = 0; i < 36; i++) {
+		int nib;
+		char ch = s[i];
+
+		if (d < 4 && (int)i == dash[d]) {
+			if (ch != '-')
+				return -1;
+			d++;
+			continue;
+		}
+		if (ch >= '0' && ch <= '9')
+			nib = ch - '0';
+		else if (ch >= 'a' && ch <= 'f')
+			nib = ch - 'a' + 10;
+		else if (ch >= 'A' && ch <= 'F')
+			nib = ch - 'A' + 10;
+		else
+			return -1;
+		if (hi < 0) {
+			hi = nib;
+		} else {
+			out[j++] = (uint8_t)(hi << 4 | nib);
+			hi = -1;
+		}
+	}
+	return j == 16 ? 0 : -1;
+}
+
+enum {
+	OPT_TPMSTATE = 256,
+	OPT_CTRL,
+	OPT_SERVER,
+	OPT_LOG,
+	OPT_PID,
+	OPT_KEY,
+	OPT_MIGRATION_KEY,
+	OPT_FLAGS,
+	OPT_PRINT_CAPS,
+	OPT_LOCALITY,
+	OPT_SECCOMP,
+	OPT_UUID,
+	OPT_MANAGER,
+	OPT_TPM2,
+	OPT_UNSUPPORTED,
+};
+
+static const struct option long_opts[] = {
+	{"tpm2", no_argument, NULL, OPT_TPM2},
+	{"tpmstate", required_argument, NULL, OPT_TPMSTATE},
+	{"ctrl", required_argument, NULL, OPT_CTRL},
+	{"server", required_argument, NULL, OPT_SERVER},
+	{"log", required_argument, NULL, OPT_LOG},
+	{"pid", required_argument, NULL, OPT_PID},
+	{"key", required_argument, NULL, OPT_KEY},
+	{"migration-key", required_argument, NULL, OPT_MIGRATION_KEY},
+	{"flags", required_argument, NULL, OPT_FLAGS},
+	{"daemon", no_argument, NULL, 'd'},
+	{"terminate", no_argument, NULL, 't'},
+	{"print-capabilities", no_argument, NULL, OPT_PRINT_CAPS},
+	{"version", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{"locality", required_argument, NULL, OPT_LOCALITY},
+	{"seccomp", required_argument, NULL, OPT_SECCOMP},
+	{"uuid", required_argument, NULL, OPT_UUID},
+	{"manager", required_argument, NULL, OPT_MANAGER},
+	{"runas", required_argument, NULL, OPT_UNSUPPORTED},
+	{"chroot", required_argument, NULL, OPT_UNSUPPORTED},
+	{"migration", required_argument, NULL, OPT_UNSUPPORTED},
+	{"vtpm-proxy", no_argument, NULL, OPT_UNSUPPORTED},
+	{"print-states", no_argument, NULL, OPT_UNSUPPORTED},
+	{"profile", required_argument, NULL, OPT_UNSUPPORTED},
+	{NULL, 0, NULL, 0},
+};
+
+static void opts_defaults(struct vtpmd_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->state_mode = 0600;
+	o->log_fd = -1;
+	o->pid_fd = -1;
+	o->ctrl.fd = -1;
+	o->server.fd = -1;
+	o->key.fd = -1;
+	o->migration_key.fd = -1;
+	o->startup = STARTUP_NONE;
+}
+
+static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	uint8_t uuid[16];
+
+	if (o->help || o->version || o->print_capabilities)
+		return 0;
+	if (!o->tpm2)
+		return fail(err, errlen,
+			    "vtpmd emulates TPM 2.0 only: --tpm2 is required (TPM 1.2 is not "
+			    "supported)");
+	if (!o->state_dir)
+		return fail(err, errlen, "--tpmstate dir=PATH is required");
+	if (o->ctrl.type == CHAN_NONE && o->server.type == CHAN_NONE)
+		return fail(err, errlen, "give --ctrl and/or --server: no channel to serve");
+	if (o->uuid && uuid_parse(o->uuid, uuid) < 0)
+		return fail(err, errlen, "--uuid: '%s' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-"
+					 "xxxxxxxxxxxx)",
+			    o->uuid);
+	if (o->manager && !o->uuid)
+		return fail(err, errlen, "--manager needs --uuid");
+	if (o->manager && o->key.source != KEY_NONE)
+		return fail(err, errlen,
+			    "--manager and --key exclude each other: the manager gives the key");
+	if (o->manager)
+		return fail(err, errlen, "--manager: managed mode is not available in this build "
+					 "(vtpmmgrd is not part of it yet)");
+	if (o->migration_key.source != KEY_NONE)
+		return fail(err, errlen,
+			    "--migration-key is not supported: vtpmd hands QEMU unencrypted state "
+			    "blobs, as swtpm without a migration key does; protect the migration "
+			    "stream instead (e.g. QEMU's TLS migration)");
+	if (o->allow_set_locality)
+		return fail(err, errlen, "--locality allow-set-locality is not supported");
+	return 0;
+}
+
+int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	int c, rc = 0;
+
+	opts_defaults(o);
+	if (argc >= 2 && strcmp(argv[1], "socket") == 0) {
+		argc--;
+		argv++;
+	} else if (argc >= 2 && (strcmp(argv[1], "chardev") == 0 || strcmp(argv[1], "cuse") == 0)) {
+		return fail(err, errlen, "'%s' mode is not supported: use 'vtpmd socket'", argv[1]);
+	} else if (argc >= 2 && argv[1][0] != '-') {
+		return fail(err, errlen, "unknown mode '%s': use 'vtpmd socket'", argv[1]);
+	}
+	optind = 0; /* full getopt reset: the parser may run more than once (tests) */
+	opterr = 0;
+	while (rc == 0 && (c = getopt_long(argc, argv, ":dthv", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_TPM2:
+			o->tpm2 = true;
+			break;
+		case OPT_TPMSTATE:
+			rc = parse_tpmstate(optarg, o, err, errlen);
+			break;
+		case OPT_CTRL:
+			rc = parse_chan("--ctrl", optarg, true, &o->ctrl, err, errlen);
+			break;
+		case OPT_SERVER:
+			rc = parse_chan("--server", optarg, false, &o->server, err, errlen);
+			break;
+		case OPT_LOG:
+			rc = parse_log(optarg, o, err, errlen);
+			break;
+		case OPT_PID:
+			rc = parse_pid(optarg, o, err, errlen);
+			break;
+		case OPT_KEY:
+			rc = parse_key("--key", optarg, &o->key, err, errlen);
+			break;
+		case OPT_MIGRATION_KEY:
+			rc = parse_key("--migration-key", optarg, &o->migration_key, err, errlen);
+			break;
+		case OPT_FLAGS:
+			rc = parse_flags(optarg, o, err, errlen);
+			break;
+		case OPT_LOCALITY:
+			rc = parse_locality(optarg, o, err, errlen);
+			break;
+		case OPT_SECCOMP:
+			rc = parse_seccomp(optarg, err, errlen);
+			break;
+		case OPT_UUID:
+			rc = dup_str(&o->uuid, optarg, err, errlen);
+			break;
+		case OPT_MANAGER:
+			rc = dup_str(&o->manager, optarg, err, errlen);
+			break;
+		case OPT_PRINT_CAPS:
+			o->print_capabilities = true;
+			break;
+		case 'd':
+			o->daemon = true;
+			break;
+		case 't':
+			o->terminate = true;
+			break;
+		case 'h':
+			o->help = true;
+			break;
+		case 'v':
+			o->version = true;
+			break;
+		case OPT_UNSUPPORTED:
+			rc = fail(err, errlen, "option %s is not supported by vtpmd",
+				  argv[optind - 1]);
+			break;
+		case ':':
+			rc = fail(err, errlen, "option %s needs a value", argv[optind - 1]);
+			break;
+		default:
+			rc = fail(err, errlen, "unknown option %s (see vtpmd --help)",
+				  argv[optind - 1]);
+			break;
+		}
+	}
+	if (rc == 0 && optind < argc)
+		rc = fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	if (rc == 0)
+		rc = check_combination(o, err, errlen);
+	return rc;
+}
+
+static void chan_free(struct chan_opts *c)
+{
+	free(c->path);
+	free(c->bindaddr);
+	c->path = c->bindaddr = NULL;
+}
+
+void vtpmd_opts_free(struct vtpmd_opts *o)
+{
+	free(o->state_dir);
+	chan_free(&o->ctrl);
+	chan_free(&o->server);
+	free(o->log_file);
+	free(o->pid_file);
+	free(o->key.path);
+	free(o->migration_key.path);
+	free(o->uuid);
+	free(o->manager);
+	memset(o, 0, sizeof(*o));
+}

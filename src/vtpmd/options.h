@@ -1,0 +1,77 @@
+/*
+ * options.h — vtpmd's command line: the options libvirt, QEMU users and swtpm_setup pass
+ * to `swtpm socket` for a TPM 2.0, plus vtpm's own. Parsing is pure (no I/O) so it can be
+ * unit-tested; anything vtpmd does not support is refused with a precise message.
+ */
+#ifndef VTPMD_OPTIONS_H
+#define VTPMD_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vtpmd/engine.h"
+
+enum chan_type { CHAN_NONE = 0, CHAN_UNIX_PATH, CHAN_UNIX_FD, CHAN_UNIX_CLIENTFD, CHAN_TCP_PORT,
+		 CHAN_TCP_FD };
+
+struct chan_opts {
+	enum chan_type type;
+	char *path;
+	mode_t mode; /* 0 = leave as created */
+	uid_t uid;   /* (uid_t)-1 = unchanged */
+	gid_t gid;
+	uint16_t port;
+	char *bindaddr;
+	int fd;
+	bool terminate;  /* --ctrl ...,terminate: exit when the control client hangs up */
+	bool disconnect; /* --server ...,disconnect: close after each response */
+};
+
+enum key_source { KEY_NONE = 0, KEY_FILE, KEY_FD, KEY_PWDFILE, KEY_PWDFD };
+
+struct key_opts {
+	enum key_source source;
+	char *path;
+	int fd;
+	bool hex;        /* format=hex (default binary) */
+	bool remove;     /* remove the key file after reading it */
+	unsigned bits;   /* 128 or 256, from mode=aes-{128,256}-{cbc,gcm} */
+	bool kdf_pbkdf2; /* for passphrases: pbkdf2 (default) or sha512 */
+};
+
+struct vtpmd_opts {
+	bool tpm2;
+	char *state_dir;
+	mode_t state_mode;
+	struct chan_opts ctrl;
+	struct chan_opts server;
+	char *log_file;
+	int log_fd;
+	int log_level; /* swtpm's 0..20 scale */
+	bool log_truncate;
+	char *pid_file;
+	int pid_fd;
+	struct key_opts key;
+	struct key_opts migration_key;
+	bool not_need_init;
+	enum engine_startup startup;
+	bool daemon;
+	bool terminate;
+	bool print_capabilities;
+	bool version;
+	bool help;
+	bool reject_locality4;
+	bool allow_set_locality;
+	char *uuid; /* --uuid (vtpm): the vTPM this state belongs to */
+	char *manager;
+};
+
+/* argv[0] is the program, argv[1] "socket". Returns 0, or -1 with err set. */
+int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, size_t errlen);
+void vtpmd_opts_free(struct vtpmd_opts *o);
+/* Parse "8-4-4-4-12" hex UUID text. */
+int uuid_parse(const char *s, uint8_t out[16]);
+
+#endif

@@ -1,0 +1,96 @@
+# tests/lib.sh — helpers for integration test scripts (source it; bash only).
+#
+# Report cases with t_pass / t_fail / t_skip; start daemons with bg_start so they are
+# stopped (by PID, only ours) when the script exits, even on failure; make scratch
+# space with t_tmpdir (removed at exit). need_tool skips on a developer's machine but
+# fails in CI (CI=true), where every tool must be installed.
+set -u
+VTPM_TOP=${VTPM_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$VTPM_TOP/$BUILD ;; esac
+VTPMD=${VTPMD:-$BUILD/vtpmd}
+_t_pids=() _t_dirs=() _t_failed=0
+
+t_pass() { echo "PASS: $1"; }
+t_fail() { echo "FAIL: $1: ${2:-failed}"; _t_failed=1; }
+t_skip() { echo "SKIP: $1: ${2:-skipped}"; }
+# t_check NAME CMD...: pass if CMD succeeds, else fail with CMD's last output line.
+t_check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then t_pass "$name"; else t_fail "$name" "$(echo "$out" | tail -n 1)"; fi
+}
+# t_eq NAME EXPECTED ACTUAL
+t_eq() {
+  if [ "$2" = "$3" ]; then t_pass "$1"; else t_fail "$1" "expected '$2', got '$3'"; fi
+}
+
+# need_tool TOOL...: returns 1 (after reporting) if a tool is missing.
+need_tool() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 && continue
+    if [ "${CI:-}" = true ]; then
+      t_fail "need-$tool" "$tool is not installed (scripts/deps should have installed it)"
+    else
+      t_skip "need-$tool" "$tool is not installed on this machine (run scripts/deps as root)"
+    fi
+    return 1
+  done
+}
+
+t_tmpdir() {
+  local d
+  d=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-t.XXXXXX")
+  _t_dirs+=("$d")
+  echo "$d"
+}
+
+# bg_start CMD...: start CMD in the background, remember its PID in BG_PID.
+bg_start() {
+  "$@" &
+  BG_PID=$!
+  _t_pids+=("$BG_PID")
+}
+# bg_kill PID [SIG]: stop one of our background processes and reap it.
+bg_kill() {
+  kill -"${2:-TERM}" "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  return 0
+}
+
+# wait_for_path PATH [TENTHS]: wait until PATH exists (default 5 s).
+wait_for_path() {
+  local i
+  for ((i = 0; i < ${2:-50}; i++)); do
+    [ -e "$1" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# free_port: print a TCP port on 127.0.0.1 that is free, and whose successor is free too
+# (the swtpm TCTI uses port and port+1).
+free_port() {
+  local p
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + (RANDOM % 20000) * 2))
+    if ! (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && ! (echo >/dev/tcp/127.0.0.1/$((p + 1))) 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+_t_cleanup() {
+  local p d
+  for p in "${_t_pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  for p in "${_t_pids[@]}"; do wait "$p" 2>/dev/null; done
+  for d in "${_t_dirs[@]}"; do rm -rf "$d"; done
+}
+trap _t_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# t_done: call last; exit status reflects failures.
+t_done() { exit $_t_failed; }
