@@ -70,12 +70,14 @@ wait_for_path() {
 }
 
 # free_port: print a TCP port on 127.0.0.1 that is free, and whose successor is free too
-# (the swtpm TCTI uses port and port+1).
+# (the swtpm TCTI uses port and port+1). Ports stay below the kernel's ephemeral range
+# (32768+), where the TCTI's many short client connections linger in TIME_WAIT.
 free_port() {
-  local p
+  local p i used
+  used=$(ss -Htan 2>/dev/null | awk '{print $4; print $5}' | sed 's/.*://' | sort -u)
   for ((i = 0; i < 200; i++)); do
-    p=$((20000 + (RANDOM % 20000) * 2))
-    if ! (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && ! (echo >/dev/tcp/127.0.0.1/$((p + 1))) 2>/dev/null; then
+    p=$((10000 + (RANDOM % 11000) * 2))
+    if ! grep -qx -e "$p" -e "$((p + 1))" <<<"$used"; then
       echo "$p"
       return 0
     fi
@@ -94,3 +96,15 @@ trap 'exit 130' INT TERM
 
 # t_done: call last; exit status reflects failures.
 t_done() { exit $_t_failed; }
+
+# state_version FILE: the newest state version in a vtpmd state file (the larger of the two
+# slots' big-endian u64 at offset 24; slot 1 starts at half the file size). 0 if none.
+state_version() {
+  local f=$1 size half a b
+  size=$(stat -c %s "$f" 2>/dev/null) || { echo 0; return; }
+  half=$((size / 2))
+  a=$(od -An -tx1 -j 24 -N 8 "$f" | tr -d ' \n')
+  b=$(od -An -tx1 -j $((half + 24)) -N 8 "$f" | tr -d ' \n')
+  a=$((16#${a:-0})) b=$((16#${b:-0}))
+  [ "$a" -gt "$b" ] && echo "$a" || echo "$b"
+}

@@ -1,0 +1,253 @@
+/* Control-channel request parsing and swtpm blob envelopes: malformed input of every kind. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cursor.h"
+#include "unit.h"
+#include "vtpmd/blob_envelope.h"
+#include "vtpmd/ctrl_channel.h"
+#include "vtpmd/ctrl_proto.h"
+#include "vtpmd/data_channel.h"
+
+static enum ctrl_parse_status parse(const uint8_t *b, size_t n, struct ctrl_req *r, size_t *need,
+				    uint32_t *res)
+{
+	return ctrl_parse(b, n, r, need, res);
+}
+
+static void test_short_and_unknown(void)
+{
+	uint8_t b[8] = {0, 0, 0, 0x99};
+	struct ctrl_req r;
+	size_t need, n;
+	uint32_t res;
+
+	unit_begin("ctrl: fewer than 4 bytes asks for 4");
+	for (n = 0; n < 4; n++)
+		CHECKF(parse(b, n, &r, &need, &res) == CTRL_PARSE_MORE && need == 4, "n=%zu", n);
+	unit_end();
+
+	unit_begin("ctrl: unknown command codes get TPM_BAD_ORDINAL");
+	CHECK(parse(b, 4, &r, &need, &res) == CTRL_PARSE_ERROR && res == RES_BAD_ORDINAL);
+	be32_put(b, 0);
+	CHECK(parse(b, 4, &r, &need, &res) == CTRL_PARSE_ERROR && res == RES_BAD_ORDINAL);
+	be32_put(b, 0x14);
+	CHECK(parse(b, 4, &r, &need, &res) == CTRL_PARSE_ERROR && res == RES_BAD_ORDINAL);
+	be32_put(b, 0xffffffff);
+	CHECK(parse(b, 8, &r, &need, &res) == CTRL_PARSE_ERROR && res == RES_BAD_ORDINAL);
+	unit_end();
+}
+
+static void test_exact_bodies(void)
+{
+	static const uint32_t bodyless[] = {CMD_SHUTDOWN,   CMD_GET_TPMESTABLISHED,
+					    CMD_HASH_START, CMD_HASH_END,
+					    CMD_CANCEL_TPM_CMD, CMD_STORE_VOLATILE,
+					    CMD_STOP,       CMD_GET_CONFIG};
+	uint8_t b[16] = {0};
+	struct ctrl_req r;
+	size_t need, i;
+	uint32_t res;
+
+	unit_begin("ctrl: body-less commands refuse any body with TPM_BAD_PARAMETER");
+	for (i = 0; i < sizeof(bodyless) / sizeof(bodyless[0]); i++) {
+		be32_put(b, bodyless[i]);
+		CHECKF(parse(b, 4, &r, &need, &res) == CTRL_PARSE_DONE && r.code == bodyless[i],
+		       "code 0x%x", bodyless[i]);
+		CHECKF(parse(b, 5, &r, &need, &res) == CTRL_PARSE_ERROR && res == RES_BAD_PARAMETER,
+		       "code 0x%x + 1 byte", bodyless[i]);
+	}
+	unit_end();
+
+	unit_begin("ctrl: CMD_INIT takes exactly 4 bytes");
+	be32_put(b, CMD_INIT);
+	be32_put(b + 4, PTM_INIT_FLAG_DELETE_VOLATILE);
+	CHECK(parse(b, 6, &r, &need, &res) == CTRL_PARSE_MORE && need == 8);
+	CHECK(parse(b, 8, &r, &need, &res) == CTRL_PARSE_DONE &&
+	      r.u.init_flags == PTM_INIT_FLAG_DELETE_VOLATILE);
+	CHECK(parse(b, 9, &r, &need, &res) == CTRL_PARSE_ERROR && res == RES_BAD_PARAMETER);
+	unit_end();
+}
+
+static void test_padded_locality(void)
+{
+	uint8_t b[8] = {0};
+	struct ctrl_req r;
+	size_t need;
+	uint32_t res;
+
+	unit_begin("ctrl: SET_LOCALITY accepts 1 byte and QEMU's 4-byte padding");
+	be32_put(b, CMD_SET_LOCALITY);
+	CHECK(parse(b, 4, &r, &need, &res) == CTRL_PARSE_MORE && need == 5);
+	b[4] = 3;
+	CHECK(parse(b, 5, &r, &need, &res) == CTRL_PARSE_DONE && r.u.locality == 3);
+	CHECK(parse(b, 8, &r, &need, &res) == CTRL_PARSE_DONE && r.u.locality == 3);
+	be32_put(b, CMD_RESET_TPMESTABLISHED);
+	CHECK(parse(b, 8, &r, &need, &res) == CTRL_PARSE_DONE && r.u.locality == 3);
+	unit_end();
+}
+
+static void test_variable_bodies(void)
+{
+	uint8_t *b = calloc(1, 64);
+	struct ctrl_req r;
+	size_t need;
+	uint32_t res;
+
+	unit_begin("ctrl: HASH_DATA waits for its data and refuses oversized lengths");
+	be32_put(b, CMD_HASH_DATA);
+	be32_put(b + 4, 10);
+	CHECK(parse(b, 8, &r, &need, &res) == CTRL_PARSE_MORE && need == 18);
+	CHECK(parse(b, 13, &r, &need, &res) == CTRL_PARSE_MORE && need == 18);
+	CHECK(parse(b, 18, &r, &need, &res) == CTRL_PARSE_DONE && r.data == b + 8 &&
+	      r.data_len == 10);
+	be32_put(b + 4, CTRL_MAX_BLOB + 1);
+	CHECK(parse(b, 8, &r, &need, &res) == CTRL_PARSE_ERROR && res == RES_BAD_PARAMETER);
+	be32_put(b + 4, 0xffffffff);
+	CHECK(parse(b, 8, &r, &need, &res) == CTRL_PARSE_ERROR);
+	unit_end();
+
+	unit_begin("ctrl: SET_STATEBLOB header then blob; oversized blob gets TPM_FAIL");
+	be32_put(b, CMD_SET_STATEBLOB);
+	be32_put(b + 4, 0);
+	be32_put(b + 8, PTM_BLOB_TYPE_PERMANENT);
+	be32_put(b + 12, 20);
+	CHECK(parse(b, 11, &r, &need, &res) == CTRL_PARSE_MORE && need == 16);
+	CHECK(parse(b, 16, &r, &need, &res) == CTRL_PARSE_MORE && need == 36);
+	CHECK(parse(b, 36, &r, &need, &res) == CTRL_PARSE_DONE && r.u.set_blob.type == 1 &&
+	      r.data_len == 20 && r.data == b + 16);
+	be32_put(b + 12, 0x80000000u);
+	CHECK(parse(b, 16, &r, &need, &res) == CTRL_PARSE_ERROR && res == RES_FAIL);
+	unit_end();
+
+	unit_begin("ctrl: GET_STATEBLOB and GET_INFO need their whole fixed part");
+	memset(b, 0, 64);
+	be32_put(b, CMD_GET_STATEBLOB);
+	CHECK(parse(b, 15, &r, &need, &res) == CTRL_PARSE_MORE && need == 16);
+	be32_put(b + 8, 2);
+	CHECK(parse(b, 16, &r, &need, &res) == CTRL_PARSE_DONE && r.u.get_blob.type == 2);
+	be32_put(b, CMD_GET_INFO);
+	be64_put(b + 4, 3);
+	CHECK(parse(b, 19, &r, &need, &res) == CTRL_PARSE_MORE && need == 20);
+	CHECK(parse(b, 20, &r, &need, &res) == CTRL_PARSE_DONE && r.u.get_info.flags == 3);
+	unit_end();
+	free(b);
+}
+
+static void test_envelope(void)
+{
+	static const uint8_t raw[] = {1, 2, 3, 4, 5, 6, 7};
+	uint8_t *env = NULL, *copy;
+	const uint8_t *p;
+	size_t env_len = 0, plen, n;
+
+	unit_begin("envelope: wrap/unwrap round trip, swtpm layout");
+	CHECK(blob_envelope_wrap(raw, sizeof(raw), &env, &env_len) == 0);
+	CHECK(env_len == 10 + 6 + 6 + sizeof(raw));
+	CHECK(env[0] == 2 && env[1] == 1 && be16_get(env + 2) == 10 && be16_get(env + 4) == 4 &&
+	      be32_get(env + 6) == env_len);
+	CHECK(blob_envelope_unwrap(env, env_len, &p, &plen) == RES_SUCCESS && plen == sizeof(raw) &&
+	      memcmp(p, raw, plen) == 0);
+	unit_end();
+
+	unit_begin("envelope: every truncation is refused");
+	for (n = 0; n < env_len; n++) {
+		copy = malloc(n ? n : 1);
+		memcpy(copy, env, n);
+		CHECKF(blob_envelope_unwrap(copy, n, &p, &plen) != RES_SUCCESS, "len %zu", n);
+		free(copy);
+	}
+	unit_end();
+
+	unit_begin("envelope: newer min_version, encryption, bad sizes");
+	copy = malloc(env_len);
+	memcpy(copy, env, env_len);
+	copy[1] = 3;
+	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_VERSION);
+	memcpy(copy, env, env_len);
+	be16_put(copy + 4, 0x01);
+	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_DECRYPT_ERROR);
+	memcpy(copy, env, env_len);
+	be16_put(copy + 4, 0x02);
+	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_DECRYPT_ERROR);
+	memcpy(copy, env, env_len);
+	be32_put(copy + 6, (uint32_t)env_len + 1);
+	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_PARAMETER);
+	memcpy(copy, env, env_len);
+	be16_put(copy + 2, 0xffff);
+	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_PARAMETER);
+	memcpy(copy, env, env_len);
+	be32_put(copy + 12, 0xfffffff0u); /* outer TLV length past the end */
+	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_PARAMETER);
+	memcpy(copy, env, env_len);
+	be16_put(copy + 16, 9); /* inner tag is not DATA */
+	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_PARAMETER);
+	free(copy);
+	unit_end();
+
+	unit_begin("envelope: swtpm's plain file form (flags 0, TLV DATA) is read");
+	copy = malloc(10 + 6 + sizeof(raw));
+	copy[0] = 2, copy[1] = 1;
+	be16_put(copy + 2, 10);
+	be16_put(copy + 4, 0);
+	be32_put(copy + 6, 10 + 6 + sizeof(raw));
+	be16_put(copy + 10, 1);
+	be32_put(copy + 12, sizeof(raw));
+	memcpy(copy + 16, raw, sizeof(raw));
+	CHECK(blob_envelope_unwrap(copy, 10 + 6 + sizeof(raw), &p, &plen) == RES_SUCCESS &&
+	      plen == sizeof(raw) && memcmp(p, raw, plen) == 0);
+	free(copy);
+	unit_end();
+	free(env);
+}
+
+static void test_data_frames(void)
+{
+	uint8_t b[32] = {0x80, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x44, 0, 0};
+	struct data_frame f;
+	size_t need, n;
+
+	unit_begin("data: raw command frames by commandSize");
+	for (n = 0; n < 6; n++)
+		CHECKF(data_frame_parse(b, n, 4096, &f, &need) == DATA_PARSE_MORE, "n=%zu", n);
+	CHECK(data_frame_parse(b, 11, 4096, &f, &need) == DATA_PARSE_MORE && need == 12);
+	CHECK(data_frame_parse(b, 12, 4096, &f, &need) == DATA_PARSE_DONE && !f.tcg &&
+	      f.cmd_len == 12 && f.total == 12);
+	CHECK(data_frame_parse(b, 20, 4096, &f, &need) == DATA_PARSE_DONE && f.total == 12);
+	unit_end();
+
+	unit_begin("data: commandSize below 10 or above the buffer is refused");
+	be32_put(b + 2, 9);
+	CHECK(data_frame_parse(b, 12, 4096, &f, &need) == DATA_PARSE_BAD);
+	be32_put(b + 2, 4097);
+	CHECK(data_frame_parse(b, 12, 4096, &f, &need) == DATA_PARSE_BAD);
+	be32_put(b + 2, 0xffffffff);
+	CHECK(data_frame_parse(b, 12, 4096, &f, &need) == DATA_PARSE_BAD);
+	unit_end();
+
+	unit_begin("data: TCG header mode with locality");
+	memset(b, 0, sizeof(b));
+	be32_put(b, TPM_SEND_COMMAND);
+	b[4] = 2;
+	be32_put(b + 5, 12);
+	b[9] = 0x80, b[10] = 0x01;
+	be32_put(b + 11, 12);
+	CHECK(data_frame_parse(b, 8, 4096, &f, &need) == DATA_PARSE_MORE && need == 9);
+	CHECK(data_frame_parse(b, 15, 4096, &f, &need) == DATA_PARSE_MORE && need == 21);
+	CHECK(data_frame_parse(b, 21, 4096, &f, &need) == DATA_PARSE_DONE && f.tcg &&
+	      f.locality == 2 && f.cmd_off == 9 && f.cmd_len == 12);
+	be32_put(b + 5, 5000);
+	CHECK(data_frame_parse(b, 21, 4096, &f, &need) == DATA_PARSE_BAD);
+	unit_end();
+}
+
+int main(void)
+{
+	test_short_and_unknown();
+	test_exact_bodies();
+	test_padded_locality();
+	test_variable_bodies();
+	test_envelope();
+	test_data_frames();
+	return unit_exit();
+}

@@ -1,0 +1,195 @@
+/* vtpmd's command line: what libvirt and swtpm_setup pass is accepted; the rest is refused
+ * with a message that names the problem. Also --key material. */
+#include <string.h>
+
+#include "common/sock.h"
+#include "unit.h"
+#include "vtpmd/options.h"
+#include "vtpmd/state_key.h"
+
+#define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])) - 1)
+
+static int parse(int argc, char **argv, struct vtpmd_opts *o, char *err)
+{
+	return vtpmd_parse_args(argc, argv, o, err, 256);
+}
+
+static void test_libvirt_forms(void)
+{
+	char *libvirt[] = {"swtpm", "socket", "--ctrl", "type=unixio,path=/run/x.sock,mode=0600",
+			   "--tpmstate", "dir=/var/lib/x,mode=0600", "--log",
+			   "file=/var/log/x.log", "--terminate", "--tpm2", "--key",
+			   "pwdfd=7,mode=aes-256-cbc", NULL};
+	char *old_libvirt[] = {"swtpm", "socket", "--daemon", "--ctrl",
+			       "type=unixio,path=/run/x.sock,mode=0600", "--tpmstate",
+			       "dir=/var/lib/x", "--pid", "file=/run/x.pid", "--tpm2", NULL};
+	char *setup[] = {"swtpm", "socket", "--flags", "not-need-init,startup-clear",
+			 "--tpmstate", "backend-uri=dir:///tmp/s", "--pid", "file=/tmp/p",
+			 "--tpm2", "--server", "type=tcp,fd=5", "--ctrl",
+			 "type=unixio,clientfd=6", NULL};
+	struct vtpmd_opts o;
+	char err[256];
+
+	unit_begin("options: libvirt's swtpm command line");
+	CHECKF(parse(ARGC(libvirt), libvirt, &o, err) == 0, "%s", err);
+	CHECK(o.tpm2 && strcmp(o.state_dir, "/var/lib/x") == 0 && o.state_mode == 0600);
+	CHECK(o.ctrl.type == CHAN_UNIX_PATH && strcmp(o.ctrl.path, "/run/x.sock") == 0 &&
+	      o.ctrl.mode == 0600);
+	CHECK(o.terminate && o.key.source == KEY_PWDFD && o.key.fd == 7 && o.key.bits == 256);
+	CHECK(o.log_file && strcmp(o.log_file, "/var/log/x.log") == 0);
+	vtpmd_opts_free(&o);
+	unit_end();
+
+	unit_begin("options: libvirt < 8.1 adds --daemon and --pid");
+	CHECKF(parse(ARGC(old_libvirt), old_libvirt, &o, err) == 0, "%s", err);
+	CHECK(o.daemon && o.pid_file && strcmp(o.pid_file, "/run/x.pid") == 0);
+	vtpmd_opts_free(&o);
+	unit_end();
+
+	unit_begin("options: swtpm_setup's socketpair form");
+	CHECKF(parse(ARGC(setup), setup, &o, err) == 0, "%s", err);
+	CHECK(o.not_need_init && o.startup == STARTUP_CLEAR);
+	CHECK(o.server.type == CHAN_TCP_FD && o.server.fd == 5);
+	CHECK(o.ctrl.type == CHAN_UNIX_CLIENTFD && o.ctrl.fd == 6);
+	CHECK(strcmp(o.state_dir, "/tmp/s") == 0);
+	vtpmd_opts_free(&o);
+	unit_end();
+}
+
+/* Each case: extra arguments after a valid base, and a word the message must contain. */
+static void test_refusals(void)
+{
+	static const struct {
+		const char *a1, *a2, *needle;
+	} cases[] = {
+		{"--ctrl", "path=/x", "type="},
+		{"--ctrl", "type=serial,path=/x", "not supported"},
+		{"--ctrl", "type=unixio,path=/x,colour=red", "unknown parameter 'colour'"},
+		{"--ctrl", "type=tcp,port=70000", "port"},
+		{"--ctrl", "type=tcp,port=-1", "port"},
+		{"--ctrl", "type=tcp,port=12x", "port"},
+		{"--ctrl", "type=unixio,fd=99999999", "fd"},
+		{"--ctrl", "type=unixio", "needs path="},
+		{"--ctrl", "type=unixio,path=", "empty"},
+		{"--ctrl", ",,,", "needs parameters"},
+		{"--ctrl", "=x", "empty parameter name"},
+		{"--server", "type=unixio,clientfd=3", "clientfd"},
+		{"--server", "type=tcp,port=1,path=/x", "unixio"},
+		{"--tpmstate", "backend-uri=file:///x", "only dir://"},
+		{"--tpmstate", "dir=/x,mode=999", "mode"},
+		{"--key", "file=/k,fd=3", "exactly one"},
+		{"--key", "file=/k,mode=aes-512-xts", "not supported"},
+		{"--key", "file=/k,format=base64", "format"},
+		{"--key", "file=/k,remove=maybe", "true or false"},
+		{"--flags", "not-need-init,fast", "unknown parameter 'fast'"},
+		{"--flags", "startup-clear=1", "takes no value"},
+		{"--uuid", "not-a-uuid", "not a UUID"},
+		{"--migration-key", "file=/k", "not supported"},
+		{"--runas", "tss", "not supported"},
+		{"--seccomp", "action=kill", "action=none"},
+		{"--bogus", "x", "unknown option"},
+		{"--manager", "/run/m.sock", "--uuid"},
+	};
+	struct vtpmd_opts o;
+	char err[256];
+	size_t i;
+
+	unit_begin("options: each bad option is refused with a precise message");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *argv[] = {"vtpmd",          "socket", "--tpm2", "--tpmstate", "dir=/s",
+				"--ctrl",         "type=unixio,path=/c",
+				(char *)cases[i].a1, (char *)cases[i].a2, NULL};
+		int rc = parse(ARGC(argv), argv, &o, err);
+		CHECKF(rc < 0 && strstr(err, cases[i].needle), "%s %s: rc %d, message '%s'",
+		       cases[i].a1, cases[i].a2, rc, rc < 0 ? err : "");
+		vtpmd_opts_free(&o);
+	}
+	unit_end();
+
+	unit_begin("options: missing essentials");
+	{
+		char *no_tpm2[] = {"vtpmd", "socket", "--tpmstate", "dir=/s", "--ctrl",
+				   "type=tcp,port=1", NULL};
+		char *no_dir[] = {"vtpmd", "socket", "--tpm2", "--ctrl", "type=tcp,port=1", NULL};
+		char *no_chan[] = {"vtpmd", "socket", "--tpm2", "--tpmstate", "dir=/s", NULL};
+		char *cuse[] = {"vtpmd", "cuse", "--tpm2", NULL};
+		char *stray[] = {"vtpmd", "socket", "--tpm2", "--tpmstate", "dir=/s", "--ctrl",
+				 "type=tcp,port=1", "extra", NULL};
+		CHECK(parse(ARGC(no_tpm2), no_tpm2, &o, err) < 0 && strstr(err, "TPM 2.0 only"));
+		vtpmd_opts_free(&o);
+		CHECK(parse(ARGC(no_dir), no_dir, &o, err) < 0 && strstr(err, "--tpmstate"));
+		vtpmd_opts_free(&o);
+		CHECK(parse(ARGC(no_chan), no_chan, &o, err) < 0 && strstr(err, "--ctrl"));
+		vtpmd_opts_free(&o);
+		CHECK(parse(ARGC(cuse), cuse, &o, err) < 0 && strstr(err, "cuse"));
+		vtpmd_opts_free(&o);
+		CHECK(parse(ARGC(stray), stray, &o, err) < 0 && strstr(err, "extra"));
+		vtpmd_opts_free(&o);
+	}
+	unit_end();
+}
+
+static void test_loopback_only(void)
+{
+	char err[256];
+
+	unit_begin("sock: TCP listens on loopback addresses only");
+	CHECK(sock_addr_is_loopback("127.0.0.1") && sock_addr_is_loopback("127.9.9.9") &&
+	      sock_addr_is_loopback("::1") && sock_addr_is_loopback("localhost"));
+	CHECK(!sock_addr_is_loopback("0.0.0.0") && !sock_addr_is_loopback("10.0.0.1") &&
+	      !sock_addr_is_loopback("::") && !sock_addr_is_loopback("example.org") &&
+	      !sock_addr_is_loopback(""));
+	CHECK(sock_listen_tcp("0.0.0.0", 0, err, sizeof(err)) < 0 && strstr(err, "loopback"));
+	unit_end();
+}
+
+static void test_keys(void)
+{
+	struct key_opts k = {.source = KEY_FILE, .bits = 256, .hex = true};
+	static const char hex64[] =
+		"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+	uint8_t a[32], b[32];
+	char err[256];
+
+	unit_begin("keys: hex key with newline; wrong lengths and bad digits refused");
+	CHECKF(state_key_derive(&k, (const uint8_t *)hex64, strlen(hex64), a, err, sizeof(err)) == 0,
+	       "%s", err);
+	CHECK(state_key_derive(&k, (const uint8_t *)hex64, 40, b, err, sizeof(err)) < 0 &&
+	      strstr(err, "32-byte"));
+	CHECK(state_key_derive(&k, (const uint8_t *)"zz", 2, b, err, sizeof(err)) < 0 &&
+	      strstr(err, "not hex"));
+	unit_end();
+
+	unit_begin("keys: binary key length must match mode; hint at format=hex");
+	k.hex = false;
+	CHECK(state_key_derive(&k, (const uint8_t *)hex64, 32, b, err, sizeof(err)) == 0);
+	CHECK(memcmp(a, b, 32) != 0);
+	k.bits = 128;
+	CHECK(state_key_derive(&k, (const uint8_t *)hex64, 64, b, err, sizeof(err)) < 0 &&
+	      strstr(err, "format=hex"));
+	CHECK(state_key_derive(&k, (const uint8_t *)hex64, 16, b, err, sizeof(err)) == 0);
+	unit_end();
+
+	unit_begin("keys: passphrases derive stable, distinct keys; empty refused");
+	k.source = KEY_PWDFILE;
+	k.kdf_pbkdf2 = true;
+	CHECK(state_key_derive(&k, (const uint8_t *)"secret", 6, a, err, sizeof(err)) == 0);
+	CHECK(state_key_derive(&k, (const uint8_t *)"secret", 6, b, err, sizeof(err)) == 0 &&
+	      memcmp(a, b, 32) == 0);
+	CHECK(state_key_derive(&k, (const uint8_t *)"secreT", 6, b, err, sizeof(err)) == 0 &&
+	      memcmp(a, b, 32) != 0);
+	k.kdf_pbkdf2 = false;
+	CHECK(state_key_derive(&k, (const uint8_t *)"secret", 6, b, err, sizeof(err)) == 0 &&
+	      memcmp(a, b, 32) != 0);
+	CHECK(state_key_derive(&k, (const uint8_t *)"", 0, b, err, sizeof(err)) < 0);
+	unit_end();
+}
+
+int main(void)
+{
+	test_libvirt_forms();
+	test_refusals();
+	test_loopback_only();
+	test_keys();
+	return unit_exit();
+}
