@@ -102,6 +102,7 @@ static void usage(FILE *f)
 		"  --uuid UUID                the vTPM this state belongs to; the state file must\n"
 		"                             carry it (standalone: taken from the file, or random)\n"
 		"  --print-capabilities       print the features as JSON (as swtpm does) and exit\n"
+		"  --print-states             print which state blobs exist in --tpmstate (JSON) and exit\n"
 		"  -v, --version              print the version and exit\n"
 		"  -h, --help                 print this help and exit\n"
 		"\n"
@@ -116,8 +117,27 @@ static void usage(FILE *f)
 static void print_capabilities(void)
 {
 	printf("{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", \"tpm-send-command-header\", "
-	       "\"flags-opt-startup\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", "
+	       "\"flags-opt-startup\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", \"cmdarg-print-states\", "
 	       "\"nvram-backend-dir\" ], \"version\": \"" VTPMD_VERSION "\" }\n");
+}
+
+/* swtpm_setup asks which blobs exist before it provisions (--not-overwrite). */
+static void print_states(const char *dir)
+{
+	static const char *const names[] = {STATE_FILE_NAME, "tpm2-00.permall"};
+	char path[4096];
+	struct stat st;
+	size_t i;
+
+	printf("{ \"type\": \"swtpm\", \"states\": [");
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+			printf(" {\"name\": \"permall\", \"size\": %lld} ", (long long)st.st_size);
+			break;
+		}
+	}
+	printf("] }\n");
 }
 
 static int log_level_from_swtpm(int level)
@@ -626,6 +646,11 @@ int main(int argc, char **argv)
 		uint32_t v = TPMLIB_GetVersion();
 		printf("vtpmd %s (swtpm-compatible TPM 2.0 emulator, libtpms %u.%u.%u)\n",
 		       VTPMD_VERSION, v >> 16, (v >> 8) & 0xff, v & 0xff);
+		vtpmd_opts_free(&d.opts);
+		return 0;
+	}
+	if (d.opts.print_states) {
+		print_states(d.opts.state_dir);
 		vtpmd_opts_free(&d.opts);
 		return 0;
 	}

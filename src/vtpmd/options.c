@@ -534,6 +534,7 @@ enum {
 	OPT_MIGRATION_KEY,
 	OPT_FLAGS,
 	OPT_PRINT_CAPS,
+	OPT_PRINT_STATES,
 	OPT_LOCALITY,
 	OPT_SECCOMP,
 	OPT_UUID,
@@ -565,7 +566,7 @@ static const struct option long_opts[] = {
 	{"chroot", required_argument, NULL, OPT_UNSUPPORTED},
 	{"migration", required_argument, NULL, OPT_UNSUPPORTED},
 	{"vtpm-proxy", no_argument, NULL, OPT_UNSUPPORTED},
-	{"print-states", no_argument, NULL, OPT_UNSUPPORTED},
+	{"print-states", no_argument, NULL, OPT_PRINT_STATES},
 	{"profile", required_argument, NULL, OPT_UNSUPPORTED},
 	{NULL, 0, NULL, 0},
 };
@@ -589,6 +590,8 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 
 	if (o->help || o->version || o->print_capabilities)
 		return 0;
+	if (o->print_states)
+		return o->state_dir ? 0 : fail(err, errlen, "--print-states needs --tpmstate");
 	if (!o->tpm2)
 		return fail(err, errlen,
 			    "vtpmd emulates TPM 2.0 only: --tpm2 is required (TPM 1.2 is not "
@@ -677,6 +680,9 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			break;
 		case OPT_PRINT_CAPS:
 			o->print_capabilities = true;
+			break;
+		case OPT_PRINT_STATES:
+			o->print_states = true;
 			break;
 		case 'd':
 			o->daemon = true;

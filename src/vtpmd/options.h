@@ -60,6 +60,7 @@ struct vtpmd_opts {
 	bool daemon;
 	bool terminate;
 	bool print_capabilities;
+	bool print_states; /* swtpm_setup asks which state blobs exist */
 	bool version;
 	bool help;
 	bool reject_locality4;
