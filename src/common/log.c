@@ -30,7 +30,8 @@ int log_fd(void)
 	return log_cfg.fd;
 }
 
-static void log_emit(int level, const char *tag, int errnum, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static void log_emit(int level, const char *tag, int errnum,
+							      const char *fmt, va_list ap)
 {
 	char line[1024];
 	int n;

@@ -342,6 +342,8 @@ int state_store_load(struct state_store *ss, const uint8_t *want_uuid, uint8_t *
 {
 	int rc;
 
+	*payload = NULL;
+	*payload_len = 0;
 	/* Until this load succeeds, commit refuses: it must never overwrite unread state. */
 	ss->loaded = false;
 	if (ss->fd < 0) {

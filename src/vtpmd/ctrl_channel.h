@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vtpmd/ctrl_proto.h"
 #include "vtpmd/engine.h"
 
 struct ctrl_req {

@@ -169,6 +169,9 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 
 	if (kv_split(opt, arg, &l, err, errlen) < 0 || kv_check(opt, &l, known, err, errlen) < 0)
 		goto out;
+	/* A repeated option replaces the earlier one. */
+	free(c->path);
+	free(c->bindaddr);
 	memset(c, 0, sizeof(*c));
 	c->uid = (uid_t)-1;
 	c->gid = (gid_t)-1;
@@ -296,6 +299,7 @@ static int parse_key(const char *opt, const char *arg, struct key_opts *k, char 
 	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
 	    kv_check(opt, &l, "file fd pwdfile pwdfd format mode remove kdf", err, errlen) < 0)
 		goto out;
+	free(k->path); /* a repeated option replaces the earlier one */
 	memset(k, 0, sizeof(*k));
 	k->fd = -1;
 	k->bits = 128; /* swtpm's default mode is aes-128-cbc */
@@ -716,18 +720,13 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 	return rc;
 }
 
-static void chan_free(struct chan_opts *c)
-{
-	free(c->path);
-	free(c->bindaddr);
-	c->path = c->bindaddr = NULL;
-}
-
 void vtpmd_opts_free(struct vtpmd_opts *o)
 {
 	free(o->state_dir);
-	chan_free(&o->ctrl);
-	chan_free(&o->server);
+	free(o->ctrl.path);
+	free(o->ctrl.bindaddr);
+	free(o->server.path);
+	free(o->server.bindaddr);
 	free(o->log_file);
 	free(o->pid_file);
 	free(o->key.path);
