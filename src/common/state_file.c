@@ -22,7 +22,7 @@
 
 static const uint8_t state_magic[4] = {0x56, 0x54, 0x50, 0x53};
 
-/* The header fields, as parsed from or about to be written to the first 64 bytes. */
+/* The header fields, as parsed from or about to be written to the first 72 bytes. */
 struct state_hdr {
 	uint16_t format;
 	uint16_t flags;
@@ -31,6 +31,8 @@ struct state_hdr {
 	uint8_t salt[STATE_SALT_LEN];
 	uint8_t nonce[STATE_NONCE_LEN];
 	uint32_t payload_len;
+	uint32_t slot_cap;
+	uint32_t reserved;
 };
 
 const char *state_strerror(int err)
@@ -60,6 +62,8 @@ const char *state_strerror(int err)
 		return "I/O error";
 	case STATE_ERR_TOO_BIG:
 		return "state too big";
+	case STATE_ERR_RESIZED:
+		return "written for a slot of another size (the file was resized or truncated)";
 	}
 	return "unknown error";
 }
@@ -103,12 +107,14 @@ static int write_hdr(struct wcursor *w, const struct state_hdr *h)
 	wc_bytes(w, h->salt, sizeof(h->salt));
 	wc_bytes(w, h->nonce, sizeof(h->nonce));
 	wc_u32(w, h->payload_len);
+	wc_u32(w, h->slot_cap);
+	wc_u32(w, h->reserved);
 	return w->failed ? -1 : 0;
 }
 
 /* Fill a header for a new image: fresh salt always, fresh nonce only when encrypting. */
 static int new_hdr(struct state_hdr *h, bool encrypted, const uint8_t *uuid, uint64_t version,
-		   size_t payload_len)
+		   size_t payload_len, uint32_t slot_cap)
 {
 	memset(h, 0, sizeof(*h));
 	h->format = STATE_FORMAT_VERSION;
@@ -116,6 +122,7 @@ static int new_hdr(struct state_hdr *h, bool encrypted, const uint8_t *uuid, uin
 	memcpy(h->uuid, uuid, STATE_UUID_LEN);
 	h->version = version;
 	h->payload_len = (uint32_t)payload_len;
+	h->slot_cap = slot_cap;
 	if (random_bytes(h->salt, sizeof(h->salt)))
 		return STATE_ERR_CRYPTO;
 	if (encrypted && random_bytes(h->nonce, sizeof(h->nonce)))
@@ -128,11 +135,12 @@ static void fill_info(struct state_slot_info *info, const struct state_hdr *h, b
 	info->version = h->version;
 	memcpy(info->uuid, h->uuid, STATE_UUID_LEN);
 	info->encrypted = encrypted;
+	info->slot_cap = h->slot_cap;
 }
 
 int state_slot_encode(uint8_t *out, size_t cap, size_t *out_len, const uint8_t *key,
-		      const uint8_t uuid[STATE_UUID_LEN], uint64_t version, const uint8_t *payload,
-		      size_t payload_len, struct state_slot_info *info)
+		      const uint8_t uuid[STATE_UUID_LEN], uint64_t version, uint32_t slot_cap,
+		      const uint8_t *payload, size_t payload_len, struct state_slot_info *info)
 {
 	bool enc = key != NULL;
 	size_t size = state_slot_size(payload_len, enc);
@@ -143,9 +151,11 @@ int state_slot_encode(uint8_t *out, size_t cap, size_t *out_len, const uint8_t *
 
 	if (payload_len > STATE_MAX_PAYLOAD)
 		return STATE_ERR_TOO_BIG;
-	if (version == 0 || size > cap)
+	if (version == 0 || size > cap || slot_cap % STATE_SLOT_ALIGN)
 		return STATE_ERR_FORMAT;
-	rc = new_hdr(&h, enc, uuid, version, payload_len);
+	if (size > slot_cap)
+		return STATE_ERR_TOO_BIG;
+	rc = new_hdr(&h, enc, uuid, version, payload_len, slot_cap);
 	if (rc)
 		return rc;
 	wc_init(&w, out, size);
@@ -198,7 +208,7 @@ static int check_magic(const uint8_t *img, size_t img_len)
 	return STATE_OK;
 }
 
-/* Parse the 64 header bytes; the format version is checked before anything it governs. */
+/* Parse the 72 header bytes; the format version is checked before anything it governs. */
 static int parse_hdr(const uint8_t *hdr, struct state_hdr *h)
 {
 	struct rcursor c;
@@ -215,11 +225,17 @@ static int parse_hdr(const uint8_t *hdr, struct state_hdr *h)
 	rc_bytes(&c, h->salt, sizeof(h->salt));
 	rc_bytes(&c, h->nonce, sizeof(h->nonce));
 	rc_u32(&c, &h->payload_len);
+	rc_u32(&c, &h->slot_cap);
+	rc_u32(&c, &h->reserved);
 	if (rc_expect_end(&c))
 		return STATE_ERR_FORMAT;
-	if (h->flags & ~STATE_FLAG_ENCRYPTED)
+	if (h->flags & ~STATE_FLAG_ENCRYPTED || h->reserved)
 		return STATE_ERR_FORMAT;
 	if (h->version == 0 || h->payload_len > STATE_MAX_PAYLOAD)
+		return STATE_ERR_FORMAT;
+	/* The image must fit in the slot it records (payload_len is bounded: no overflow). */
+	if (h->slot_cap % STATE_SLOT_ALIGN ||
+	    h->slot_cap < state_slot_size(h->payload_len, h->flags & STATE_FLAG_ENCRYPTED))
 		return STATE_ERR_FORMAT;
 	return STATE_OK;
 }
@@ -349,13 +365,19 @@ int state_slot_decode(const uint8_t *img, size_t img_len, const uint8_t *key,
 		rc = verify_plain(&v, &h, pt);
 	if (!rc && info && sha256(v.whole, v.size, info->digest))
 		rc = STATE_ERR_CRYPTO;
+	if (!rc && info)
+		fill_info(info, &h, h.flags & STATE_FLAG_ENCRYPTED);
+	/*
+	 * Checked after authentication, so that only a genuine image is called moved: it was
+	 * written for a region bigger than the one it was found in.
+	 */
+	if (!rc && h.slot_cap > img_len)
+		rc = STATE_ERR_RESIZED;
 	if (rc) {
 		OPENSSL_cleanse(pt, h.payload_len);
 		free(pt);
 		return rc;
 	}
-	if (info)
-		fill_info(info, &h, h.flags & STATE_FLAG_ENCRYPTED);
 	*payload = pt;
 	*payload_len = h.payload_len;
 	return STATE_OK;

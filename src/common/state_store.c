@@ -25,6 +25,8 @@
 
 /* The largest slot vtpm ever creates: a file bigger than two of them is not ours. */
 #define MAX_SLOT_CAP (2 * (size_t)(STATE_MAX_PAYLOAD + 4096))
+/* Every image records its slot capacity in a u32 (state_file.h). */
+_Static_assert(MAX_SLOT_CAP <= UINT32_MAX, "slot capacity must fit the header field");
 
 struct state_store {
 	int dirfd;
@@ -213,6 +215,8 @@ static int err_rank(int rc)
 	switch (rc) {
 	case STATE_ERR_NOMEM:
 	case STATE_ERR_CRYPTO:
+		return 10;
+	case STATE_ERR_RESIZED:
 		return 9;
 	case STATE_ERR_UUID:
 		return 8;
@@ -232,14 +236,44 @@ static int err_rank(int rc)
 	return 1;
 }
 
-static int no_valid_slot(struct state_store *ss, const struct slot_result s[2], char *err,
-			 size_t errlen)
+/* What became of one slot, for messages; buf is used when the text needs numbers. */
+static const char *slot_desc(const struct state_store *ss, const struct slot_result *s, char *buf,
+			     size_t len)
+{
+	if (s->rc == STATE_ERR_RESIZED) {
+		snprintf(buf, len,
+			 "records a slot size of %lu bytes but the file has slots of %zu: the "
+			 "file was resized or truncated",
+			 (unsigned long)s->info.slot_cap, ss->cap);
+		return buf;
+	}
+	if (s->rc == STATE_OK) {
+		snprintf(buf, len, "valid (version %llu)", (unsigned long long)s->info.version);
+		return buf;
+	}
+	return state_strerror(s->rc);
+}
+
+/* Refuse the file; rc is the most telling slot error. what: "no valid state", ... */
+static int refuse(struct state_store *ss, const struct slot_result s[2], const char *what,
+		  char *err, size_t errlen)
 {
 	int rc = err_rank(s[0].rc) >= err_rank(s[1].rc) ? s[0].rc : s[1].rc;
+	char d0[192], d1[192];
 
-	return fail(err, errlen, rc,
-		    "%s: no valid state: slot 0 (offset 0): %s; slot 1 (offset %zu): %s", ss->path,
-		    state_strerror(s[0].rc), ss->cap, state_strerror(s[1].rc));
+	return fail(err, errlen, rc, "%s: %s: slot 0 (offset 0): %s; slot 1 (offset %zu): %s",
+		    ss->path, what, slot_desc(ss, &s[0], d0, sizeof(d0)), ss->cap,
+		    slot_desc(ss, &s[1], d1, sizeof(d1)));
+}
+
+/*
+ * Errors that say nothing against the slot's content (out of memory, a failing crypto
+ * library), or that say the whole file moved (a genuine image written for other slots):
+ * the other slot must not be loaded in its place, as it may well be the older one.
+ */
+static bool refuses_file(int rc)
+{
+	return rc == STATE_ERR_NOMEM || rc == STATE_ERR_CRYPTO || rc == STATE_ERR_RESIZED;
 }
 
 /* Pick the newest valid slot; 0 or 1, or a negative state_err with a message. */
@@ -247,7 +281,9 @@ static int pick_newest(struct state_store *ss, const struct slot_result s[2],
 		       const uint8_t *want_uuid, char *err, size_t errlen)
 {
 	if (s[0].rc && s[1].rc)
-		return no_valid_slot(ss, s, err, errlen);
+		return refuse(ss, s, "no valid state", err, errlen);
+	if (refuses_file(s[0].rc) || refuses_file(s[1].rc))
+		return refuse(ss, s, "refusing to load", err, errlen);
 	if (s[0].rc || s[1].rc)
 		return s[0].rc ? 1 : 0;
 	if (!want_uuid && memcmp(s[0].info.uuid, s[1].info.uuid, STATE_UUID_LEN))
@@ -259,6 +295,24 @@ static int pick_newest(struct state_store *ss, const struct slot_result s[2],
 			    "%s: slot 0 and slot 1 both hold version %llu with different contents",
 			    ss->path, (unsigned long long)s[0].info.version);
 	return s[1].info.version > s[0].info.version ? 1 : 0;
+}
+
+/*
+ * On a successful load: say so when the slot not loaded was damaged (not merely empty or
+ * older), since that is a torn write or a modified file, worth a warning.
+ */
+static void note_discarded(struct state_store *ss, const struct slot_result s[2], int pick,
+			   char *err, size_t errlen)
+{
+	int other = 1 - pick;
+
+	if (s[other].rc == STATE_OK || s[other].rc == STATE_ERR_EMPTY)
+		return;
+	fail(err, errlen, 0,
+	     "%s: slot %d (offset %zu) is damaged: %s; loaded version %llu from slot %d: a "
+	     "write was torn by a crash, or the file was modified",
+	     ss->path, other, (size_t)other * ss->cap, state_strerror(s[other].rc),
+	     (unsigned long long)s[pick].info.version, pick);
 }
 
 static void decode_slots(struct state_store *ss, const uint8_t *buf, size_t size,
@@ -278,6 +332,11 @@ static void decode_slots(struct state_store *ss, const uint8_t *buf, size_t size
 		}
 		s[i].rc = state_slot_decode(img, ss->cap, key, want_uuid, &s[i].info, &s[i].payload,
 					    &s[i].len);
+		/* Genuine, but written for slots of another size: the file was resized. */
+		if (s[i].rc == STATE_OK && s[i].info.slot_cap != ss->cap) {
+			slot_result_free(&s[i]);
+			s[i].rc = STATE_ERR_RESIZED;
+		}
 	}
 }
 
@@ -328,6 +387,7 @@ static int load_file(struct state_store *ss, const uint8_t *want_uuid, uint8_t *
 		*payload = s[pick].payload;
 		*payload_len = s[pick].len;
 		s[pick].payload = NULL;
+		note_discarded(ss, s, pick, err, errlen);
 	}
 	slot_result_free(&s[0]);
 	slot_result_free(&s[1]);
@@ -344,6 +404,8 @@ int state_store_load(struct state_store *ss, const uint8_t *want_uuid, uint8_t *
 
 	*payload = NULL;
 	*payload_len = 0;
+	if (err && errlen)
+		err[0] = '\0';
 	/* Until this load succeeds, commit refuses: it must never overwrite unread state. */
 	ss->loaded = false;
 	if (ss->fd < 0) {
@@ -397,12 +459,10 @@ static void adopt_new_file(struct state_store *ss, int fd, size_t cap,
 }
 
 /* Create or grow: the whole file through temp + fsync + rename + fsync(dir). */
-static int commit_grow(struct state_store *ss, const uint8_t *img, size_t size,
+static int commit_grow(struct state_store *ss, const uint8_t *img, size_t size, size_t cap,
 		       const struct state_slot_info *info, char *err, size_t errlen)
 {
 	struct atomic_io aio = {.pwrite = ss->io.pwrite, .fsync = ss->io.fsync};
-	/* Doubled headroom so that a state that keeps growing rarely takes this path. */
-	size_t cap = round_up(2 * size, STATE_SLOT_ALIGN);
 	uint8_t *file;
 	int rc, fd;
 
@@ -469,7 +529,8 @@ int state_store_commit(struct state_store *ss, const uint8_t *payload, size_t pa
 {
 	const uint8_t *key = ss->has_key ? ss->key : NULL;
 	struct state_slot_info ni;
-	size_t size, len;
+	size_t size, len, cap;
+	bool in_place;
 	uint8_t *img;
 	int rc;
 
@@ -477,18 +538,24 @@ int state_store_commit(struct state_store *ss, const uint8_t *payload, size_t pa
 	if (rc)
 		return rc;
 	size = state_slot_size(payload_len, key != NULL);
+	/*
+	 * The image records the slot capacity it is written for: the current one, or on the
+	 * grow path a new one with doubled headroom, so that a growing state rarely grows.
+	 */
+	in_place = ss->fd >= 0 && size <= ss->cap;
+	cap = in_place ? ss->cap : round_up(2 * size, STATE_SLOT_ALIGN);
 	img = malloc(size);
 	if (!img)
 		return fail(err, errlen, STATE_ERR_NOMEM, "%s: out of memory", ss->path);
-	rc = state_slot_encode(img, size, &len, key, ss->uuid, ss->version + 1, payload,
-			       payload_len, &ni);
+	rc = state_slot_encode(img, size, &len, key, ss->uuid, ss->version + 1, (uint32_t)cap,
+			       payload, payload_len, &ni);
 	if (rc)
 		rc = fail(err, errlen, rc, "%s: encoding version %llu failed: %s", ss->path,
 			  (unsigned long long)ss->version + 1, state_strerror(rc));
-	else if (ss->fd >= 0 && size <= ss->cap)
+	else if (in_place)
 		rc = commit_in_place(ss, img, size, &ni, err, errlen);
 	else
-		rc = commit_grow(ss, img, size, &ni, err, errlen);
+		rc = commit_grow(ss, img, size, cap, &ni, err, errlen);
 	OPENSSL_cleanse(img, size);
 	free(img);
 	if (!rc && info)

@@ -163,7 +163,8 @@ static void ctrl_get_stateblob(struct ctrl_ctx *cx, const struct ctrl_req *req,
 	size_t env_len = 0, off = req->u.get_blob.offset, n;
 
 	res = engine_get_blob(cx->engine, req->u.get_blob.type, &raw, &raw_len);
-	if (res == RES_SUCCESS && blob_envelope_wrap(raw, raw_len, &env, &env_len) < 0)
+	if (res == RES_SUCCESS && blob_envelope_wrap(raw, raw_len, req->u.get_blob.type,
+						     cx->migration_key, &env, &env_len) < 0)
 		res = RES_FAIL;
 	if (raw) {
 		OPENSSL_cleanse(raw, raw_len);
@@ -186,7 +187,7 @@ static void ctrl_get_stateblob(struct ctrl_ctx *cx, const struct ctrl_req *req,
 		goto out;
 	}
 	be32_put(resp->big, RES_SUCCESS);
-	be32_put(resp->big + 4, 0); /* state_flags: never encrypted on the wire */
+	be32_put(resp->big + 4, 0); /* state_flags: never sealed with the state-file key */
 	be32_put(resp->big + 8, (uint32_t)n);
 	be32_put(resp->big + 12, (uint32_t)n);
 	memcpy(resp->big + 16, env + off, n);
@@ -200,7 +201,7 @@ out:
 
 static uint32_t ctrl_set_stateblob(struct ctrl_ctx *cx, const struct ctrl_req *req)
 {
-	const uint8_t *raw = NULL;
+	uint8_t *raw = NULL;
 	size_t raw_len = 0;
 	uint32_t res;
 
@@ -209,11 +210,17 @@ static uint32_t ctrl_set_stateblob(struct ctrl_ctx *cx, const struct ctrl_req *r
 	if (req->u.set_blob.flags & PTM_STATE_FLAG_ENCRYPTED)
 		return RES_KEYNOTFOUND; /* blobs encrypted with another emulator's file key */
 	if (req->data_len) {
-		res = blob_envelope_unwrap(req->data, req->data_len, &raw, &raw_len);
+		res = blob_envelope_unwrap(req->data, req->data_len, req->u.set_blob.type,
+					   cx->migration_key, &raw, &raw_len);
 		if (res != RES_SUCCESS)
 			return res;
 	}
-	return engine_set_blob(cx->engine, req->u.set_blob.type, raw, (uint32_t)raw_len);
+	res = engine_set_blob(cx->engine, req->u.set_blob.type, raw, (uint32_t)raw_len);
+	if (raw) {
+		OPENSSL_cleanse(raw, raw_len);
+		free(raw);
+	}
+	return res;
 }
 
 static void ctrl_get_info(struct ctrl_ctx *cx, const struct ctrl_req *req, struct ctrl_resp *resp)

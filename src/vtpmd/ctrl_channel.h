@@ -55,7 +55,7 @@ struct ctrl_ctx {
 	struct engine *engine;
 	int data_fd;           /* current data channel fd, -1 if none; SET_DATAFD sets it */
 	bool file_key;         /* --key in use (GET_CONFIG) */
-	bool migration_key;    /* --migration-key in use (GET_CONFIG) */
+	const uint8_t *migration_key; /* 32 bytes with --migration-key, else NULL */
 	bool reject_locality4; /* --locality reject-locality-4 */
 	bool shutdown;         /* set by CMD_SHUTDOWN: exit after answering */
 };

@@ -217,6 +217,10 @@ static int engine_load(struct engine *e, const uint8_t *want_uuid, char *err, si
 		return 0; /* fresh vTPM: libtpms manufactures it at the first INIT */
 	if (rc != STATE_OK)
 		return -1;
+	if (err[0]) { /* loaded, but the other slot was damaged */
+		log_warnx("%s", err);
+		err[0] = '\0';
+	}
 	rc = state_payload_parse(payload, payload_len, &blobs);
 	if (rc == STATE_OK && !blobs.permanent_len)
 		rc = STATE_ERR_FORMAT;

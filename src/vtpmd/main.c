@@ -57,6 +57,7 @@ struct vtpmd {
 	uint8_t dbuf[DATA_BUF_LEN];
 	size_t dhave;
 	uint8_t obuf[DATA_BUF_LEN + 8];
+	uint8_t migration_key[32];
 };
 
 static void usage(FILE *f)
@@ -106,8 +107,12 @@ static void usage(FILE *f)
 		"  -v, --version              print the version and exit\n"
 		"  -h, --help                 print this help and exit\n"
 		"\n"
-		"Not supported, refused with a message: TPM 1.2, chardev/cuse modes, --migration-key,\n"
-		"--migration, --runas, --chroot, --vtpm-proxy, profiles.\n"
+		"  --migration-key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,...as --key]\n"
+		"                             seal the state blobs QEMU carries in its migration\n"
+		"                             stream (AES-256-GCM; vtpmd to vtpmd only)\n"
+		"\n"
+		"Not supported, refused with a message: TPM 1.2, chardev/cuse modes, --migration,\n"
+		"--runas, --chroot, --vtpm-proxy, --locality allow-set-locality, profiles.\n"
 		"\n"
 		"Exit status: 0 after CMD_SHUTDOWN or a signal, 1 on a usage or start-up error (bad\n"
 		"option, wrong key, damaged state file: the file is left untouched), 2 if the state\n"
@@ -204,9 +209,8 @@ static int import_swtpm_state(struct vtpmd *d)
 	if (state_store_version(d->store) != 0)
 		return 0;
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		uint8_t *buf;
-		const uint8_t *raw;
-		size_t raw_len;
+		uint8_t *buf, *raw = NULL;
+		size_t raw_len = 0;
 		struct stat st;
 		ssize_t n;
 		int fd;
@@ -224,7 +228,8 @@ static int import_swtpm_state(struct vtpmd *d)
 		n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
 		close(fd);
 		if (n != st.st_size ||
-		    blob_envelope_unwrap(buf, (size_t)n, &raw, &raw_len) != RES_SUCCESS ||
+		    blob_envelope_unwrap(buf, (size_t)n, files[i].type, NULL, &raw, &raw_len) !=
+			    RES_SUCCESS ||
 		    engine_set_blob(d->engine, files[i].type, raw, (uint32_t)raw_len) != 0) {
 			log_warnx("cannot import swtpm state file %s (encrypted or damaged); move it "
 				  "away to start a fresh vTPM",
@@ -232,10 +237,15 @@ static int import_swtpm_state(struct vtpmd *d)
 			if (buf)
 				OPENSSL_cleanse(buf, (size_t)st.st_size);
 			free(buf);
+			if (raw)
+				OPENSSL_cleanse(raw, raw_len);
+			free(raw);
 			return -1;
 		}
 		OPENSSL_cleanse(buf, (size_t)n);
 		free(buf);
+		OPENSSL_cleanse(raw, raw_len);
+		free(raw);
 		log_info("importing swtpm state from %s at the first TPM init", path);
 	}
 	return 0;
@@ -250,6 +260,15 @@ static int open_state(struct vtpmd *d)
 	if (have_key && state_key_load(&d->opts.key, key, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return -1;
+	}
+	if (d->opts.migration_key.source != KEY_NONE) {
+		if (state_key_load(&d->opts.migration_key, d->migration_key, err, sizeof(err)) <
+		    0) {
+			OPENSSL_cleanse(key, sizeof(key));
+			log_warnx("%s", err);
+			return -1;
+		}
+		d->ctrl.migration_key = d->migration_key;
 	}
 	if (state_store_open(&d->store, d->opts.state_dir, have_key ? key : NULL,
 			     d->opts.state_mode, NULL, err, sizeof(err)) != 0) {
@@ -575,6 +594,7 @@ static void cleanup(struct vtpmd *d)
 	close_fd(&d->lock_fd);
 	close_fd(&d->sig_fd);
 	free(d->cbuf);
+	OPENSSL_cleanse(d->migration_key, sizeof(d->migration_key));
 	vtpmd_opts_free(&d->opts);
 }
 

@@ -616,11 +616,6 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 	if (o->manager)
 		return fail(err, errlen, "--manager: managed mode is not available in this build "
 					 "(vtpmmgrd is not part of it yet)");
-	if (o->migration_key.source != KEY_NONE)
-		return fail(err, errlen,
-			    "--migration-key is not supported: vtpmd hands QEMU unencrypted state "
-			    "blobs, as swtpm without a migration key does; protect the migration "
-			    "stream instead (e.g. QEMU's TLS migration)");
 	if (o->allow_set_locality)
 		return fail(err, errlen, "--locality allow-set-locality is not supported");
 	return 0;

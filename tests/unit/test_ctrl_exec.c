@@ -192,7 +192,7 @@ static void test_hostile_blobs(void)
 		       sizeof(junk), NULL) == RES_KEYNOTFOUND);
 	CHECK(run_blob(CMD_SET_STATEBLOB, 0, 7, 0, NULL, 0, NULL) == RES_BAD_PARAMETER);
 	/* A well-formed envelope around garbage: staged, then rejected by libtpms at INIT. */
-	CHECK(blob_envelope_wrap(junk, sizeof(junk), &env, &env_len) == 0);
+	CHECK(blob_envelope_wrap(junk, sizeof(junk), 1, NULL, &env, &env_len) == 0);
 	CHECK(run_blob(CMD_SET_STATEBLOB, 0, 1, (uint32_t)env_len, env, env_len, NULL) == 0);
 	CHECK(run_u32(CMD_INIT, 0) != RES_SUCCESS);
 	CHECK(file_digest(after) == 0 && memcmp(before, after, 32) == 0);

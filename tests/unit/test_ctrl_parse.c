@@ -137,51 +137,55 @@ static void test_variable_bodies(void)
 static void test_envelope(void)
 {
 	static const uint8_t raw[] = {1, 2, 3, 4, 5, 6, 7};
-	uint8_t *env = NULL, *copy;
-	const uint8_t *p;
-	size_t env_len = 0, plen, n;
+	uint8_t *env = NULL, *copy, *out = NULL;
+	size_t env_len = 0, olen, n;
 
 	unit_begin("envelope: wrap/unwrap round trip, swtpm layout");
-	CHECK(blob_envelope_wrap(raw, sizeof(raw), &env, &env_len) == 0);
+	CHECK(blob_envelope_wrap(raw, sizeof(raw), 1, NULL, &env, &env_len) == 0);
 	CHECK(env_len == 10 + 6 + 6 + sizeof(raw));
 	CHECK(env[0] == 2 && env[1] == 1 && be16_get(env + 2) == 10 && be16_get(env + 4) == 4 &&
 	      be32_get(env + 6) == env_len);
-	CHECK(blob_envelope_unwrap(env, env_len, &p, &plen) == RES_SUCCESS && plen == sizeof(raw) &&
-	      memcmp(p, raw, plen) == 0);
+	CHECK(blob_envelope_unwrap(env, env_len, 1, NULL, &out, &olen) == RES_SUCCESS &&
+	      olen == sizeof(raw) && memcmp(out, raw, olen) == 0);
+	free(out);
 	unit_end();
 
 	unit_begin("envelope: every truncation is refused");
 	for (n = 0; n < env_len; n++) {
 		copy = malloc(n ? n : 1);
 		memcpy(copy, env, n);
-		CHECKF(blob_envelope_unwrap(copy, n, &p, &plen) != RES_SUCCESS, "len %zu", n);
+		CHECKF(blob_envelope_unwrap(copy, n, 1, NULL, &out, &olen) != RES_SUCCESS &&
+			       out == NULL,
+		       "len %zu", n);
 		free(copy);
 	}
 	unit_end();
 
 	unit_begin("envelope: newer min_version, encryption, bad sizes");
 	copy = malloc(env_len);
+#define UNWRAP(c) blob_envelope_unwrap(c, env_len, 1, NULL, &out, &olen)
 	memcpy(copy, env, env_len);
 	copy[1] = 3;
-	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_VERSION);
+	CHECK(UNWRAP(copy) == RES_BAD_VERSION);
 	memcpy(copy, env, env_len);
 	be16_put(copy + 4, 0x01);
-	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_DECRYPT_ERROR);
+	CHECK(UNWRAP(copy) == RES_KEYNOTFOUND);
 	memcpy(copy, env, env_len);
 	be16_put(copy + 4, 0x02);
-	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_DECRYPT_ERROR);
+	CHECK(UNWRAP(copy) == RES_DECRYPT_ERROR);
 	memcpy(copy, env, env_len);
 	be32_put(copy + 6, (uint32_t)env_len + 1);
-	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_PARAMETER);
+	CHECK(UNWRAP(copy) == RES_BAD_PARAMETER);
 	memcpy(copy, env, env_len);
 	be16_put(copy + 2, 0xffff);
-	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_PARAMETER);
+	CHECK(UNWRAP(copy) == RES_BAD_PARAMETER);
 	memcpy(copy, env, env_len);
 	be32_put(copy + 12, 0xfffffff0u); /* outer TLV length past the end */
-	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_PARAMETER);
+	CHECK(UNWRAP(copy) == RES_BAD_PARAMETER);
 	memcpy(copy, env, env_len);
 	be16_put(copy + 16, 9); /* inner tag is not DATA */
-	CHECK(blob_envelope_unwrap(copy, env_len, &p, &plen) == RES_BAD_PARAMETER);
+	CHECK(UNWRAP(copy) == RES_BAD_PARAMETER);
+#undef UNWRAP
 	free(copy);
 	unit_end();
 
@@ -194,9 +198,46 @@ static void test_envelope(void)
 	be16_put(copy + 10, 1);
 	be32_put(copy + 12, sizeof(raw));
 	memcpy(copy + 16, raw, sizeof(raw));
-	CHECK(blob_envelope_unwrap(copy, 10 + 6 + sizeof(raw), &p, &plen) == RES_SUCCESS &&
-	      plen == sizeof(raw) && memcmp(p, raw, plen) == 0);
+	CHECK(blob_envelope_unwrap(copy, 10 + 6 + sizeof(raw), 1, NULL, &out, &olen) ==
+		      RES_SUCCESS &&
+	      olen == sizeof(raw) && memcmp(out, raw, olen) == 0);
+	free(out);
 	free(copy);
+	unit_end();
+	free(env);
+}
+
+static void test_sealed_envelope(void)
+{
+	static const uint8_t raw[] = "permanent state bytes";
+	uint8_t key[32], other[32], *env = NULL, *out = NULL;
+	size_t env_len = 0, olen, i;
+
+	memset(key, 0x11, sizeof(key));
+	memset(other, 0x22, sizeof(other));
+	unit_begin("envelope: sealed with the migration key, round trip, no plaintext");
+	CHECK(blob_envelope_wrap(raw, sizeof(raw), 2, key, &env, &env_len) == 0);
+	CHECK(be16_get(env + 4) == (BLOB_FLAG_MIGRATION_ENCRYPTED | BLOB_FLAG_MIGRATION_256BIT));
+	CHECK(memmem(env, env_len, raw, 9) == NULL);
+	CHECK(blob_envelope_unwrap(env, env_len, 2, key, &out, &olen) == RES_SUCCESS &&
+	      olen == sizeof(raw) && memcmp(out, raw, olen) == 0);
+	free(out);
+	unit_end();
+
+	unit_begin("envelope: sealed blob refuses no key, wrong key, other type, any bit flip");
+	CHECK(blob_envelope_unwrap(env, env_len, 2, NULL, &out, &olen) == RES_KEYNOTFOUND);
+	CHECK(blob_envelope_unwrap(env, env_len, 2, other, &out, &olen) == RES_DECRYPT_ERROR);
+	CHECK(blob_envelope_unwrap(env, env_len, 1, key, &out, &olen) == RES_DECRYPT_ERROR);
+	for (i = 0; i < env_len * 8; i++) {
+		uint32_t res;
+		env[i / 8] ^= (uint8_t)(1u << (i % 8));
+		res = blob_envelope_unwrap(env, env_len, 2, key, &out, &olen);
+		env[i / 8] ^= (uint8_t)(1u << (i % 8));
+		if (!CHECKF(res != RES_SUCCESS, "bit %zu flipped and still accepted", i)) {
+			free(out);
+			break;
+		}
+	}
 	unit_end();
 	free(env);
 }
@@ -248,6 +289,7 @@ int main(void)
 	test_padded_locality();
 	test_variable_bodies();
 	test_envelope();
+	test_sealed_envelope();
 	test_data_frames();
 	return unit_exit();
 }

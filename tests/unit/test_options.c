@@ -84,7 +84,6 @@ static void test_refusals(void)
 		{"--flags", "not-need-init,fast", "unknown parameter 'fast'"},
 		{"--flags", "startup-clear=1", "takes no value"},
 		{"--uuid", "not-a-uuid", "not a UUID"},
-		{"--migration-key", "file=/k", "not supported"},
 		{"--runas", "tss", "not supported"},
 		{"--seccomp", "action=kill", "action=none"},
 		{"--bogus", "x", "unknown option"},

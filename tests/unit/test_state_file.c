@@ -1,8 +1,9 @@
 /*
  * test_state_file.c — the slot format (state_file.h) and the crypto wrappers under it.
  *
- * Every malformed image is copied into a buffer of exactly its length, so that under
- * ASan a decoder that reads one byte too far is caught, not just a wrong answer.
+ * Every malformed image is copied into a buffer of exactly its length (the image alone, or
+ * the slot region it was written for), so that under ASan a decoder that reads one byte
+ * too far is caught, not just a wrong answer.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +15,14 @@
 #include "common/state_file.h"
 #include "unit.h"
 
-#define OFF_FORMAT  4
-#define OFF_FLAGS   6
-#define OFF_UUID    8
-#define OFF_VERSION 24
-#define OFF_NONCE   48
-#define OFF_LEN	    60
+#define OFF_FORMAT   4
+#define OFF_FLAGS    6
+#define OFF_UUID     8
+#define OFF_VERSION  24
+#define OFF_NONCE    48
+#define OFF_LEN	     60
+#define OFF_SLOT_CAP 64
+#define OFF_RESERVED 68
 
 static const uint8_t key[STATE_KEY_LEN] = {
     0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
@@ -27,10 +30,16 @@ static const uint8_t key[STATE_KEY_LEN] = {
 static const uint8_t uuid[STATE_UUID_LEN] = {0x6b, 0x1f, 0x2c, 0x44, 0x1e, 0x2a, 0x4b, 0x8c,
 					     0x9d, 0x10, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77};
 
-/* A small image: encrypted with key when enc, else plain. */
+static size_t region_of(size_t n)
+{
+	return (n + STATE_SLOT_ALIGN - 1) / STATE_SLOT_ALIGN * STATE_SLOT_ALIGN;
+}
+
+/* A small image in its slot region (zero-padded): encrypted with key when enc, else plain. */
 struct image {
 	uint8_t *buf;
-	size_t len;
+	size_t len;    /* the image */
+	size_t region; /* the slot region it was written for (4096): buf holds this much */
 	uint8_t payload[100];
 	struct state_slot_info info;
 };
@@ -42,11 +51,12 @@ static int make_image(struct image *im, bool enc, uint64_t version)
 	for (size_t i = 0; i < sizeof(im->payload); i++)
 		im->payload[i] = (uint8_t)(i * 7 + 3);
 	cap = state_slot_size(sizeof(im->payload), enc);
-	im->buf = malloc(cap);
+	im->region = region_of(cap);
+	im->buf = calloc(1, im->region);
 	if (!im->buf)
 		return -1;
 	return state_slot_encode(im->buf, cap, &im->len, enc ? key : NULL, uuid, version,
-				 im->payload, sizeof(im->payload), &im->info);
+				 (uint32_t)im->region, im->payload, sizeof(im->payload), &im->info);
 }
 
 /* Decode a copy of exactly len bytes (ASan sees any read past it). */
@@ -81,32 +91,39 @@ static void reseal_plain(uint8_t *img)
 static void round_trip(bool enc, size_t plen, const char *name)
 {
 	uint8_t *payload = malloc(plen ? plen : 1), *img, *out = NULL;
-	size_t cap = state_slot_size(plen, enc), len = 0, outlen = 0;
+	size_t cap = state_slot_size(plen, enc), region = region_of(cap), len = 0, outlen = 0;
 	struct state_slot_info ei, di;
 	int rc;
 
 	unit_begin(name);
-	img = malloc(cap + 4096);
+	img = malloc(region + 4096);
 	if (!CHECK(payload && img))
 		goto out;
 	for (size_t i = 0; i < plen; i++)
 		payload[i] = (uint8_t)(i ^ 0x5a);
-	rc = state_slot_encode(img, cap, &len, enc ? key : NULL, uuid, 42, payload, plen, &ei);
+	rc = state_slot_encode(img, cap, &len, enc ? key : NULL, uuid, 42, (uint32_t)region,
+			       payload, plen, &ei);
 	if (!CHECKF(rc == STATE_OK, "encode: %s", state_strerror(rc)))
 		goto out;
 	CHECK(len == cap);
 	CHECK(ei.version == 42 && ei.encrypted == enc && !memcmp(ei.uuid, uuid, 16));
+	CHECK(ei.slot_cap == region && be32_get(img + OFF_SLOT_CAP) == region);
+	CHECK(be32_get(img + OFF_RESERVED) == 0);
 	if (!enc)
 		CHECK(!memcmp(img + STATE_HDR_LEN, payload, plen));
 	/* A slot lives in a fixed region: bytes after the image must be ignored. */
-	memset(img + len, 0xa5, 4096);
-	rc = state_slot_decode(img, len + 4096, enc ? key : NULL, uuid, &di, &out, &outlen);
+	memset(img + len, 0xa5, region + 4096 - len);
+	rc = state_slot_decode(img, region + 4096, enc ? key : NULL, uuid, &di, &out, &outlen);
 	if (!CHECKF(rc == STATE_OK, "decode: %s", state_strerror(rc)))
 		goto out;
 	CHECK(outlen == plen && (plen == 0 || !memcmp(out, payload, plen)));
 	CHECK(di.version == 42 && di.encrypted == enc && !memcmp(di.uuid, uuid, 16));
+	CHECK(di.slot_cap == region);
 	CHECK(!memcmp(di.digest, ei.digest, 32));
-	CHECK(decode_copy(img, len, enc ? key : NULL, NULL) == STATE_OK);
+	CHECK(decode_copy(img, region, enc ? key : NULL, NULL) == STATE_OK);
+	/* The image alone claims a region bigger than it is given: it was moved. */
+	CHECK(decode_copy(img, len, enc ? key : NULL, NULL) == STATE_ERR_RESIZED);
+	CHECK(decode_copy(img, region - 1, enc ? key : NULL, NULL) == STATE_ERR_RESIZED);
 out:
 	free(out);
 	free(img);
@@ -136,13 +153,17 @@ static void truncations(bool enc, const char *name)
 	unit_begin(name);
 	if (!CHECK(make_image(&im, enc, 7) == 0))
 		goto out;
-	for (size_t n = 0; n < im.len; n++) {
+	/* Shorter than the image: malformed; whole image, but not the region: moved. */
+	for (size_t n = 0; n < im.region; n++) {
 		int rc = decode_copy(im.buf, n, enc ? key : NULL, uuid);
-		int want = n < 4 ? STATE_ERR_EMPTY : STATE_ERR_FORMAT;
+		int want = n < 4	? STATE_ERR_EMPTY
+			   : n < im.len ? STATE_ERR_FORMAT
+					: STATE_ERR_RESIZED;
 
 		if (!CHECKF(rc == want, "length %zu of %zu: %s", n, im.len, state_strerror(rc)))
 			break;
 	}
+	CHECK(decode_copy(im.buf, im.region, enc ? key : NULL, uuid) == STATE_OK);
 out:
 	free(im.buf);
 	unit_end();
@@ -165,13 +186,13 @@ static void bit_flips(bool enc, const char *name)
 		int rc;
 
 		im.buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		rc = decode_copy(im.buf, im.len, enc ? key : NULL, NULL);
+		rc = decode_copy(im.buf, im.region, enc ? key : NULL, NULL);
 		im.buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 		if (!CHECKF(acceptable_failure(rc), "bit %zu (byte %zu): %s", bit, bit / 8,
 			    rc ? state_strerror(rc) : "decoded successfully"))
 			break;
 	}
-	CHECK(decode_copy(im.buf, im.len, enc ? key : NULL, NULL) == STATE_OK);
+	CHECK(decode_copy(im.buf, im.region, enc ? key : NULL, NULL) == STATE_OK);
 out:
 	free(im.buf);
 	unit_end();
@@ -189,14 +210,14 @@ static void test_key_and_uuid_errors(void)
 	unit_begin("wrong key, missing key, unexpected key, UUID mismatch");
 	if (!CHECK(make_image(&e, true, 1) == 0 && make_image(&p, false, 1) == 0))
 		goto out;
-	CHECK(decode_copy(e.buf, e.len, wrong, uuid) == STATE_ERR_AUTH);
-	CHECK(decode_copy(e.buf, e.len, NULL, uuid) == STATE_ERR_NEED_KEY);
-	CHECK(decode_copy(p.buf, p.len, key, uuid) == STATE_ERR_UNEXPECTED_KEY);
-	CHECK(decode_copy(e.buf, e.len, key, other) == STATE_ERR_UUID);
-	CHECK(decode_copy(p.buf, p.len, NULL, other) == STATE_ERR_UUID);
+	CHECK(decode_copy(e.buf, e.region, wrong, uuid) == STATE_ERR_AUTH);
+	CHECK(decode_copy(e.buf, e.region, NULL, uuid) == STATE_ERR_NEED_KEY);
+	CHECK(decode_copy(p.buf, p.region, key, uuid) == STATE_ERR_UNEXPECTED_KEY);
+	CHECK(decode_copy(e.buf, e.region, key, other) == STATE_ERR_UUID);
+	CHECK(decode_copy(p.buf, p.region, NULL, other) == STATE_ERR_UUID);
 	/* A forged UUID that matches the caller still fails: the UUID is in the AAD and KDF. */
 	memcpy(e.buf + OFF_UUID, other, 16);
-	CHECK(decode_copy(e.buf, e.len, key, other) == STATE_ERR_AUTH);
+	CHECK(decode_copy(e.buf, e.region, key, other) == STATE_ERR_AUTH);
 out:
 	free(e.buf);
 	free(p.buf);
@@ -214,36 +235,37 @@ static void test_header_fields(void)
 	img = p.buf;
 	be64_put(img + OFF_VERSION, 0);
 	reseal_plain(img);
-	CHECK(decode_copy(img, p.len, NULL, NULL) == STATE_ERR_FORMAT);
+	CHECK(decode_copy(img, p.region, NULL, NULL) == STATE_ERR_FORMAT);
 	be64_put(img + OFF_VERSION, 1);
 	reseal_plain(img);
-	CHECK(decode_copy(img, p.len, NULL, NULL) == STATE_OK);
+	CHECK(decode_copy(img, p.region, NULL, NULL) == STATE_OK);
 	for (int bit = 1; bit < 16; bit++) {
 		be16_put(img + OFF_FLAGS, (uint16_t)(1u << bit));
 		reseal_plain(img);
-		CHECKF(decode_copy(img, p.len, NULL, NULL) == STATE_ERR_FORMAT, "flag bit %d", bit);
+		CHECKF(decode_copy(img, p.region, NULL, NULL) == STATE_ERR_FORMAT, "flag bit %d",
+		       bit);
 	}
 	be16_put(img + OFF_FLAGS, 0);
 	be16_put(img + OFF_FORMAT, 2);
 	reseal_plain(img);
-	CHECK(decode_copy(img, p.len, NULL, NULL) == STATE_ERR_FORMAT_VERSION);
+	CHECK(decode_copy(img, p.region, NULL, NULL) == STATE_ERR_FORMAT_VERSION);
 	be16_put(img + OFF_FORMAT, 0);
 	reseal_plain(img);
-	CHECK(decode_copy(img, p.len, NULL, NULL) == STATE_ERR_FORMAT_VERSION);
+	CHECK(decode_copy(img, p.region, NULL, NULL) == STATE_ERR_FORMAT_VERSION);
 	be16_put(img + OFF_FORMAT, 1);
 	img[OFF_NONCE] = 1; /* a plain slot's nonce must be zero */
 	reseal_plain(img);
-	CHECK(decode_copy(img, p.len, NULL, NULL) == STATE_ERR_FORMAT);
+	CHECK(decode_copy(img, p.region, NULL, NULL) == STATE_ERR_FORMAT);
 	img[OFF_NONCE] = 0;
 	img[0] = 'X';
-	CHECK(decode_copy(img, p.len, NULL, NULL) == STATE_ERR_FORMAT);
+	CHECK(decode_copy(img, p.region, NULL, NULL) == STATE_ERR_FORMAT);
 	memset(img, 0, 4);
-	CHECK(decode_copy(img, p.len, NULL, NULL) == STATE_ERR_EMPTY);
-	memset(img, 0, p.len);
-	CHECK(decode_copy(img, p.len, NULL, NULL) == STATE_ERR_EMPTY);
-	CHECK(decode_copy(img, p.len, key, NULL) == STATE_ERR_EMPTY);
+	CHECK(decode_copy(img, p.region, NULL, NULL) == STATE_ERR_EMPTY);
+	memset(img, 0, p.region);
+	CHECK(decode_copy(img, p.region, NULL, NULL) == STATE_ERR_EMPTY);
+	CHECK(decode_copy(img, p.region, key, NULL) == STATE_ERR_EMPTY);
 	be16_put(e.buf + OFF_FORMAT, 2);
-	CHECK(decode_copy(e.buf, e.len, key, NULL) == STATE_ERR_FORMAT_VERSION);
+	CHECK(decode_copy(e.buf, e.region, key, NULL) == STATE_ERR_FORMAT_VERSION);
 out:
 	free(p.buf);
 	free(e.buf);
@@ -266,11 +288,21 @@ static void test_payload_lengths(void)
 		CHECKF(decode_copy(e.buf, e.len, key, NULL) == STATE_ERR_FORMAT, "enc N=%u",
 		       bad[i]);
 	}
+	/* Within the slot region, but the image would not fit the slot it records. */
+	be32_put(p.buf + OFF_LEN, 4096 - STATE_HDR_LEN - STATE_DIGEST_LEN + 1);
+	CHECK(decode_copy(p.buf, p.region, NULL, NULL) == STATE_ERR_FORMAT);
+	be32_put(e.buf + OFF_LEN, 4096 - STATE_HDR_LEN - STATE_TAG_LEN + 1);
+	CHECK(decode_copy(e.buf, e.region, key, NULL) == STATE_ERR_FORMAT);
+	/* Longer than written but within the slot: the digest / tag no longer match. */
+	be32_put(p.buf + OFF_LEN, 4096 - STATE_HDR_LEN - STATE_DIGEST_LEN);
+	CHECK(decode_copy(p.buf, p.region, NULL, NULL) == STATE_ERR_AUTH);
 	/* Shorter than written: the digest / tag no longer match. */
 	be32_put(p.buf + OFF_LEN, 99);
 	CHECK(decode_copy(p.buf, p.len, NULL, NULL) == STATE_ERR_AUTH);
+	CHECK(decode_copy(p.buf, p.region, NULL, NULL) == STATE_ERR_AUTH);
 	be32_put(e.buf + OFF_LEN, 0);
 	CHECK(decode_copy(e.buf, e.len, key, NULL) == STATE_ERR_AUTH);
+	CHECK(decode_copy(e.buf, e.region, key, NULL) == STATE_ERR_AUTH);
 out:
 	free(p.buf);
 	free(e.buf);
@@ -282,33 +314,115 @@ static void test_encode_limits(void)
 	uint8_t out[256], pl[16] = {0};
 	size_t len = 0;
 
-	unit_begin("encode refuses version 0, small buffers and oversized payloads");
-	CHECK(state_slot_encode(out, sizeof(out), &len, key, uuid, 0, pl, sizeof(pl), NULL) ==
+	unit_begin("encode refuses version 0, small buffers, bad slot sizes, oversized payloads");
+	CHECK(state_slot_encode(out, sizeof(out), &len, key, uuid, 0, 4096, pl, sizeof(pl), NULL) ==
 	      STATE_ERR_FORMAT);
-	CHECK(state_slot_encode(out, state_slot_size(16, true) - 1, &len, key, uuid, 1, pl,
+	CHECK(state_slot_encode(out, state_slot_size(16, true) - 1, &len, key, uuid, 1, 4096, pl,
 				sizeof(pl), NULL) < 0);
-	CHECK(state_slot_encode(out, state_slot_size(16, false) - 1, &len, NULL, uuid, 1, pl,
+	CHECK(state_slot_encode(out, state_slot_size(16, false) - 1, &len, NULL, uuid, 1, 4096, pl,
 				sizeof(pl), NULL) < 0);
-	CHECK(state_slot_encode(out, sizeof(out), &len, key, uuid, 1, pl,
+	CHECK(state_slot_encode(out, sizeof(out), &len, key, uuid, 1, 4096, pl,
 				(size_t)STATE_MAX_PAYLOAD + 1, NULL) == STATE_ERR_TOO_BIG);
-	CHECK(state_slot_encode(out, sizeof(out), &len, NULL, uuid, UINT64_MAX, pl, 16, NULL) ==
+	/* The slot size: a multiple of 4096 that holds the image. */
+	CHECK(state_slot_encode(out, sizeof(out), &len, key, uuid, 1, 4097, pl, sizeof(pl), NULL) ==
+	      STATE_ERR_FORMAT);
+	CHECK(state_slot_encode(out, sizeof(out), &len, key, uuid, 1, 2048, pl, sizeof(pl), NULL) ==
+	      STATE_ERR_FORMAT);
+	CHECK(state_slot_encode(out, sizeof(out), &len, key, uuid, 1, 0, pl, sizeof(pl), NULL) ==
+	      STATE_ERR_TOO_BIG);
+	CHECK(state_slot_encode(out, sizeof(out), &len, NULL, uuid, UINT64_MAX, 4096, pl, 16,
+				NULL) == STATE_OK);
+	CHECK(state_slot_encode(out, sizeof(out), &len, NULL, uuid, 1, 0xfffff000u, pl, 16, NULL) ==
 	      STATE_OK);
-	CHECK(state_slot_size(0, true) == 80 && state_slot_size(0, false) == 96);
-	CHECK(state_slot_size(1000, true) == 1080 && state_slot_size(SIZE_MAX, true) == SIZE_MAX);
+	CHECK(state_slot_size(0, true) == 88 && state_slot_size(0, false) == 104);
+	CHECK(state_slot_size(1000, true) == 1088 && state_slot_size(SIZE_MAX, true) == SIZE_MAX);
+	unit_end();
+}
+
+/* A plain image with slot_cap patched to cap and the digest re-sealed; decoded in a region. */
+static int decode_with_cap(struct image *p, uint32_t cap, size_t region)
+{
+	uint8_t *buf = calloc(1, region);
+	int rc;
+
+	if (!buf)
+		return STATE_ERR_NOMEM;
+	memcpy(buf, p->buf, p->len);
+	be32_put(buf + OFF_SLOT_CAP, cap);
+	reseal_plain(buf);
+	rc = decode_copy(buf, region, NULL, NULL);
+	free(buf);
+	return rc;
+}
+
+static void test_slot_cap_field(void)
+{
+	static const uint32_t bad[] = {0,	   1, 100, 2048, 4095, 4097, 8191, 0x80000000u | 1,
+				       0xffffffffu};
+	struct image p = {0}, e = {0};
+	struct state_slot_info info;
+	uint8_t *big, *pt = NULL;
+	size_t ptlen = 0;
+
+	unit_begin("slot capacity field: not a multiple of 4096, too small, too big, reserved");
+	if (!CHECK(make_image(&p, false, 1) == 0 && make_image(&e, true, 1) == 0))
+		goto out;
+	CHECK(p.info.slot_cap == 4096 && e.info.slot_cap == 4096);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECKF(decode_with_cap(&p, bad[i], 4096) == STATE_ERR_FORMAT, "slot_cap %u",
+		       bad[i]);
+	/* Authentic, a valid slot size, but bigger than the region it is found in: moved. */
+	CHECK(decode_with_cap(&p, 8192, 4096) == STATE_ERR_RESIZED);
+	CHECK(decode_with_cap(&p, 8192, 8191) == STATE_ERR_RESIZED);
+	CHECK(decode_with_cap(&p, 8192, 8192) == STATE_OK);
+	CHECK(decode_with_cap(&p, 4096, 8192) == STATE_OK); /* a bigger region is the caller's */
+	/* RESIZED still reports what the image records. */
+	memset(&info, 0, sizeof(info));
+	CHECK(state_slot_decode(e.buf, e.len, key, uuid, &info, &pt, &ptlen) == STATE_ERR_RESIZED);
+	CHECK(info.slot_cap == 4096 && info.version == 1 && pt == NULL);
+	/* Encrypted: the field is checked before authentication, and is in the AAD. */
+	be32_put(e.buf + OFF_SLOT_CAP, 4097);
+	CHECK(decode_copy(e.buf, e.region, key, NULL) == STATE_ERR_FORMAT);
+	be32_put(e.buf + OFF_SLOT_CAP, 8192);
+	big = calloc(1, 8192);
+	if (CHECK(big)) {
+		memcpy(big, e.buf, e.region);
+		CHECK(decode_copy(big, 8192, key, NULL) == STATE_ERR_AUTH);
+	}
+	free(big);
+	be32_put(e.buf + OFF_SLOT_CAP, 4096);
+	CHECK(decode_copy(e.buf, e.region, key, NULL) == STATE_OK);
+	/* Reserved must be zero, re-sealed or not. */
+	for (int bit = 0; bit < 32; bit++) {
+		be32_put(p.buf + OFF_RESERVED, 1u << bit);
+		reseal_plain(p.buf);
+		CHECKF(decode_copy(p.buf, p.region, NULL, NULL) == STATE_ERR_FORMAT, "bit %d", bit);
+		be32_put(e.buf + OFF_RESERVED, 1u << bit);
+		CHECKF(decode_copy(e.buf, e.region, key, NULL) == STATE_ERR_FORMAT, "enc bit %d",
+		       bit);
+	}
+	be32_put(p.buf + OFF_RESERVED, 0);
+	reseal_plain(p.buf);
+	CHECK(decode_copy(p.buf, p.region, NULL, NULL) == STATE_OK);
+out:
+	free(p.buf);
+	free(e.buf);
 	unit_end();
 }
 
 static void test_max_payload(void)
 {
 	size_t plen = STATE_MAX_PAYLOAD, cap = state_slot_size(plen, true), len = 0, outlen = 0;
-	uint8_t *pl = calloc(1, plen), *img = malloc(cap), *out = NULL;
+	size_t region = region_of(cap);
+	uint8_t *pl = calloc(1, plen), *img = calloc(1, region), *out = NULL;
 	struct state_slot_info info;
 
 	unit_begin("a payload of exactly STATE_MAX_PAYLOAD round-trips");
 	if (CHECK(pl && img)) {
 		pl[plen - 1] = 0x77;
-		CHECK(state_slot_encode(img, cap, &len, key, uuid, 9, pl, plen, NULL) == 0);
-		CHECK(state_slot_decode(img, len, key, uuid, &info, &out, &outlen) == 0);
+		CHECK(state_slot_encode(img, cap, &len, key, uuid, 9, (uint32_t)region, pl, plen,
+					NULL) == 0);
+		CHECK(state_slot_decode(img, region, key, uuid, &info, &out, &outlen) == 0);
 		CHECK(outlen == plen && out && out[plen - 1] == 0x77);
 	}
 	free(out);
@@ -417,7 +531,7 @@ static void test_tlv_build(void)
 static void test_strerror(void)
 {
 	unit_begin("state_strerror names every code");
-	for (int e = STATE_OK; e >= STATE_ERR_TOO_BIG; e--)
+	for (int e = STATE_OK; e >= STATE_ERR_RESIZED; e--)
 		CHECKF(strcmp(state_strerror(e), "unknown error") != 0, "code %d", e);
 	CHECK(strcmp(state_strerror(-100), "unknown error") == 0);
 	CHECK(strcmp(state_strerror(1), "unknown error") == 0);
@@ -500,6 +614,7 @@ int main(void)
 	test_header_fields();
 	test_payload_lengths();
 	test_encode_limits();
+	test_slot_cap_field();
 	test_max_payload();
 	test_tlv_ok();
 	test_tlv_errors();

@@ -266,6 +266,21 @@ static bool loads_gen(const char *dir, const uint8_t *k, unsigned g, size_t len,
 	return ok;
 }
 
+/* Fresh load must succeed at version v; note receives what it left in err. */
+static bool load_note(const char *dir, const uint8_t *k, uint64_t v, char note[ERRLEN])
+{
+	struct state_slot_info info;
+	uint8_t *pl;
+	size_t n;
+	int rc;
+
+	strcpy(note, "left over from before"); /* load must clear it */
+	rc = fresh_load(dir, k, &pl, &n, &info, note);
+	free(pl);
+	return CHECKF(rc == 0 && info.version == v, "load: %d, version %llu: %s", rc,
+		      (unsigned long long)info.version, note);
+}
+
 static bool file_digest(const char *dir, uint8_t md[32])
 {
 	int fd = open(state_path(dir), O_RDONLY | O_CLOEXEC);
@@ -755,10 +770,10 @@ static void test_one_slot_corrupt(void)
 {
 	char *dir = make_tmpdir();
 	struct state_store *ss = NULL;
-	char err[ERRLEN] = "";
+	char err[ERRLEN] = "", note[ERRLEN];
 	off_t cap;
 
-	unit_begin("one corrupt slot: the other wins, and the next commit replaces the bad one");
+	unit_begin("one corrupt slot: the other wins with a note, the next commit replaces it");
 	if (!CHECK(dir) || !(ss = open_loaded(dir, key, 1)))
 		goto out;
 	for (unsigned g = 1; g <= 4; g++)
@@ -768,13 +783,23 @@ static void test_one_slot_corrupt(void)
 	cap = file_size(dir) / 2;
 	CHECK(patch_file(dir, cap + 200, 0x01)); /* slot 1 holds version 4 */
 	CHECK(loads_gen(dir, key, 3, 1000, 3));
+	CHECK(load_note(dir, key, 3, note));
+	CHECKF(strstr(note, "slot 1 (offset 4096) is damaged") &&
+		   strstr(note, "authentication failed") &&
+		   strstr(note, "loaded version 3 from slot 0") && strstr(note, dir),
+	       "note: %s", note);
 	if (!(ss = open_loaded(dir, key, 0)))
 		goto out;
 	CHECK(state_store_version(ss) == 3);
 	CHECK(commit_gen(ss, 5, 1000, err) == 0 && slot_version(dir, key, 1) == 4);
 	CHECK(loads_gen(dir, key, 5, 1000, 4));
+	CHECK(load_note(dir, key, 4, note) && note[0] == '\0');
 	CHECK(patch_file(dir, 100, 0x80)); /* slot 0 (version 3), the older one */
 	CHECK(loads_gen(dir, key, 5, 1000, 4));
+	CHECK(load_note(dir, key, 4, note));
+	CHECKF(strstr(note, "slot 0 (offset 0) is damaged") &&
+		   strstr(note, "loaded version 4 from slot 1"),
+	       "note: %s", note);
 out:
 	state_store_close(ss);
 	remove_dir(dir);
@@ -934,6 +959,148 @@ out:
 	unit_end();
 }
 
+static void test_no_note(void)
+{
+	char *dir = make_tmpdir();
+	struct state_store *ss = NULL;
+	struct state_slot_info info;
+	char err[ERRLEN] = "", note[ERRLEN];
+	uint8_t *pl = NULL;
+	size_t n;
+
+	unit_begin("no note when the other slot is empty or valid and older");
+	if (!CHECK(dir) || !(ss = open_loaded(dir, key, 1)))
+		goto out;
+	strcpy(err, "junk");
+	CHECK(state_store_load(ss, NULL, &pl, &n, &info, err, ERRLEN) == 1 && err[0] == '\0');
+	CHECK(commit_gen(ss, 1, 300, err) == 0);
+	CHECK(load_note(dir, key, 1, note) && note[0] == '\0'); /* slot 1 empty */
+	CHECK(commit_gen(ss, 2, 300, err) == 0);
+	CHECK(load_note(dir, key, 2, note) && note[0] == '\0'); /* slot 0 older */
+	CHECK(commit_gen(ss, 3, 300, err) == 0);
+	CHECK(load_note(dir, key, 3, note) && note[0] == '\0'); /* slot 1 older */
+	/* The same store: a reload clears err as well. */
+	strcpy(err, "junk");
+	CHECK(state_store_load(ss, NULL, &pl, &n, &info, err, ERRLEN) == 0 && err[0] == '\0');
+	free(pl);
+out:
+	state_store_close(ss);
+	remove_dir(dir);
+	unit_end();
+}
+
+static void test_doubled(const uint8_t *k, const char *name)
+{
+	char *dir = make_tmpdir();
+	struct state_store *ss = NULL;
+	char err[ERRLEN] = "";
+
+	unit_begin(name);
+	if (!CHECK(dir) || !(ss = open_loaded(dir, k, 1)))
+		goto out;
+	for (unsigned g = 1; g <= 3; g++)
+		CHECK(commit_gen(ss, g, 500, err) == 0);
+	state_store_close(ss);
+	ss = NULL;
+	/* truncate -s 2x: slot 1 moves to 8192 (zeros); slot 0 now spans both old slots. */
+	CHECK(file_size(dir) == 8192 && truncate(state_path(dir), 16384) == 0);
+	expect_unloadable(dir, k, STATE_ERR_RESIZED,
+			  "slot 0 (offset 0): records a slot size of 4096 bytes but the file has "
+			  "slots of 8192: the file was resized or truncated; slot 1 (offset "
+			  "8192): empty");
+	CHECK(file_size(dir) == 16384);
+	/* Back to the size it was written for: everything is there again. */
+	CHECK(truncate(state_path(dir), 8192) == 0);
+	CHECK(loads_gen(dir, k, 3, 500, 3));
+out:
+	state_store_close(ss);
+	remove_dir(dir);
+	unit_end();
+}
+
+static void test_halved(void)
+{
+	char *dir = make_tmpdir();
+	struct state_store *ss = NULL;
+	char err[ERRLEN] = "";
+
+	unit_begin("a file halved (slots of 8192 -> 4096) is refused as resized, not loaded");
+	if (!CHECK(dir) || !(ss = open_loaded(dir, key, 1)))
+		goto out;
+	/* 3000 bytes: the grow path makes slots of round_up(2 * 3088, 4096) = 8192. */
+	CHECK(commit_gen(ss, 1, 3000, err) == 0 && commit_gen(ss, 2, 3000, err) == 0);
+	CHECK(commit_gen(ss, 3, 3000, err) == 0);
+	state_store_close(ss);
+	ss = NULL;
+	if (!CHECKF(file_size(dir) == 16384, "size %lld", (long long)file_size(dir)))
+		goto out;
+	CHECK(slot_version(dir, key, 0) == 3 && slot_version(dir, key, 1) == 2);
+	CHECK(truncate(state_path(dir), 8192) == 0);
+	expect_unloadable(dir, key, STATE_ERR_RESIZED,
+			  "slot 0 (offset 0): records a slot size of 8192 bytes but the file has "
+			  "slots of 4096: the file was resized or truncated");
+out:
+	state_store_close(ss);
+	remove_dir(dir);
+	unit_end();
+}
+
+/* Copy len bytes at src_off of dir a's state file to dst_off of dir b's. */
+static bool copy_bytes(const char *a, off_t src_off, const char *b, off_t dst_off, size_t len)
+{
+	char pa[4096], pb[4096];
+	uint8_t *buf = malloc(len);
+	int fa, fb;
+	bool ok;
+
+	snprintf(pa, sizeof(pa), "%s/%s", a, STATE_FILE_NAME);
+	snprintf(pb, sizeof(pb), "%s/%s", b, STATE_FILE_NAME);
+	fa = open(pa, O_RDONLY | O_CLOEXEC);
+	fb = open(pb, O_RDWR | O_CLOEXEC);
+	ok = buf && fa >= 0 && fb >= 0 && pread(fa, buf, len, src_off) == (ssize_t)len &&
+	     pwrite(fb, buf, len, dst_off) == (ssize_t)len;
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	free(buf);
+	return ok;
+}
+
+static void test_resized_next_to_valid(void)
+{
+	static const uint8_t uuid[16] = {0x42, 1, 2, 3};
+	char *big = make_tmpdir(), *small = make_tmpdir();
+	struct state_store *ss = NULL;
+	char err[ERRLEN] = "";
+
+	unit_begin("a genuine slot of another size next to a valid slot: refused, not skipped");
+	if (!CHECK(big && small) || !(ss = open_loaded(big, key, 1)))
+		goto out;
+	state_store_set_uuid(ss, uuid);
+	for (unsigned g = 1; g <= 5; g++) /* version 5 in slot 0 of a file of 8192-byte slots */
+		CHECK(commit_gen(ss, g, 3000, err) == 0);
+	state_store_close(ss);
+	if (!(ss = open_loaded(small, key, 1)))
+		goto out;
+	state_store_set_uuid(ss, uuid);
+	CHECK(commit_gen(ss, 1, 100, err) == 0 && commit_gen(ss, 2, 100, err) == 0);
+	state_store_close(ss);
+	ss = NULL;
+	/* The newer image (version 5, slots of 8192) lands in slot 1 of the 4096-slot file. */
+	CHECK(file_size(big) == 16384 && file_size(small) == 8192);
+	CHECK(copy_bytes(big, 0, small, 4096, 4096));
+	expect_unloadable(
+	    small, key, STATE_ERR_RESIZED,
+	    "refusing to load: slot 0 (offset 0): valid (version 1); slot 1 (offset "
+	    "4096): records a slot size of 8192 bytes but the file has slots of 4096");
+out:
+	state_store_close(ss);
+	remove_dir(big);
+	remove_dir(small);
+	unit_end();
+}
+
 static void test_symlink(void)
 {
 	char *dir = make_tmpdir();
@@ -978,6 +1145,11 @@ int main(void)
 	test_wrong_key();
 	test_uuid();
 	test_bad_sizes();
+	test_no_note();
+	test_doubled(key, "a file doubled with zeros (truncate -s 2x) is refused as resized");
+	test_doubled(NULL, "a plain file doubled with zeros is refused as resized");
+	test_halved();
+	test_resized_next_to_valid();
 	test_symlink();
 	return unit_exit();
 }
