@@ -25,6 +25,7 @@
 
 #include "common/cursor.h"
 #include "common/log.h"
+#include "common/mgr_proto.h"
 #include "common/sock.h"
 #include "common/state_store.h"
 #include "vtpmd/blob_envelope.h"
@@ -278,7 +279,7 @@ static int open_state(struct vtpmd *d)
 	}
 	OPENSSL_cleanse(key, sizeof(key));
 	if (d->opts.uuid) {
-		uuid_parse(d->opts.uuid, uuid);
+		uuid_from_text(d->opts.uuid, uuid);
 		state_store_set_uuid(d->store, uuid);
 	}
 	if (engine_create(&d->engine, d->store, d->opts.uuid ? uuid : NULL, err, sizeof(err)) <

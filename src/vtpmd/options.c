@@ -1,5 +1,7 @@
 #include "vtpmd/options.h"
 
+#include "common/mgr_proto.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -492,42 +494,6 @@ out:
 	return rc;
 }
 
-int uuid_parse(const char *s, uint8_t out[16])
-{
-	static const int dash[] = {8, 13, 18, 23};
-	size_t i, j = 0, d = 0;
-	int hi = -1;
-
-	if (strlen(s) != 36)
-		return -1;
-	for (i = 0; i < 36; i++) {
-		int nib;
-		char ch = s[i];
-
-		if (d < 4 && (int)i == dash[d]) {
-			if (ch != '-')
-				return -1;
-			d++;
-			continue;
-		}
-		if (ch >= '0' && ch <= '9')
-			nib = ch - '0';
-		else if (ch >= 'a' && ch <= 'f')
-			nib = ch - 'a' + 10;
-		else if (ch >= 'A' && ch <= 'F')
-			nib = ch - 'A' + 10;
-		else
-			return -1;
-		if (hi < 0) {
-			hi = nib;
-		} else {
-			out[j++] = (uint8_t)(hi << 4 | nib);
-			hi = -1;
-		}
-	}
-	return j == 16 ? 0 : -1;
-}
-
 enum {
 	OPT_TPMSTATE = 256,
 	OPT_CTRL,
@@ -604,7 +570,7 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 		return fail(err, errlen, "--tpmstate dir=PATH is required");
 	if (o->ctrl.type == CHAN_NONE && o->server.type == CHAN_NONE)
 		return fail(err, errlen, "give --ctrl and/or --server: no channel to serve");
-	if (o->uuid && uuid_parse(o->uuid, uuid) < 0)
+	if (o->uuid && uuid_from_text(o->uuid, uuid) < 0)
 		return fail(err, errlen, "--uuid: '%s' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-"
 					 "xxxxxxxxxxxx)",
 			    o->uuid);

@@ -72,7 +72,5 @@ struct vtpmd_opts {
 /* argv[0] is the program, argv[1] "socket". Returns 0, or -1 with err set. */
 int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, size_t errlen);
 void vtpmd_opts_free(struct vtpmd_opts *o);
-/* Parse "8-4-4-4-12" hex UUID text. */
-int uuid_parse(const char *s, uint8_t out[16]);
 
 #endif
