@@ -16,16 +16,21 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CPPFLAGS := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Isrc $(SAN)
 LDFLAGS ?=
 LIBS_VTPMD := -ltpms -lcrypto
+LIBS_MGR := -ltss2-esys -ltss2-mu -ltss2-tctildr -ltss2-rc -lcrypto -lsqlite3
 FUZZ_SECONDS ?= 30
 
 COMMON_SRC := $(sort $(wildcard src/common/*.c))
 VTPMD_SRC := $(sort $(filter-out src/vtpmd/main.c,$(wildcard src/vtpmd/*.c)))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 VTPMD_OBJ := $(VTPMD_SRC:%.c=$(BUILD)/%.o)
+VTPMMGRD_SRC := $(sort $(filter-out src/vtpmmgrd/main.c,$(wildcard src/vtpmmgrd/*.c)))
+VTPMMGRD_OBJ := $(VTPMMGRD_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:%.c=$(BUILD)/%)
+# Test tools that drive manager code (host TPM, store): linked with the vtpmmgrd objects.
+MGR_TOOL_BIN := $(BUILD)/tests/tools/host_tpm_check
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -45,15 +50,19 @@ $(BUILD)/%.o: %.c $(wildcard src/*/*.h)
 $(BUILD)/vtpmd: $(BUILD)/src/vtpmd/main.o $(VTPMD_OBJ) $(COMMON_OBJ)
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_VTPMD)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(VTPMD_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD)
+	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD) $(LIBS_MGR)
 
 $(BUILD)/tests/tools/%: tests/tools/%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
 
-$(BUILD)/bench/%: bench/%.c $(COMMON_OBJ)
+$(MGR_TOOL_BIN): $(BUILD)/tests/tools/%: tests/tools/%.c $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
+
+$(BUILD)/bench/%: bench/%.c bench/tpmcmd.h $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
 

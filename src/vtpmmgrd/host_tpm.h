@@ -1,0 +1,111 @@
+/*
+ * host_tpm.h — the manager's only door to the host TPM (tpm2-tss ESAPI over a TCTI string).
+ *
+ * One function per TPM operation, as in Linux drivers/char/tpm: each builds its
+ * structures with tpm2-tss types, sends the commands through one ESYS context, flushes
+ * every transient object and session it created, and on failure writes into err a message
+ * that names the TPM operation ("TPM2_Unseal: 0x99d (tpm:session(1):a policy check
+ * failed)"). Nothing here is persistent on the TPM except the NV counters the caller
+ * defines: the storage key (SRK) and the attestation key (AK) are primaries recreated from
+ * their templates whenever they are needed and flushed at once.
+ *
+ * Hierarchy authorisations (owner, endorsement) are assumed empty, as on a host whose
+ * TPM was never taken by an owner password. A struct host_tpm is not thread-safe.
+ *
+ * tpm2-tss logs its own errors to stderr; host_tpm_open sets TSS2_LOG=all+NONE unless the
+ * environment already sets TSS2_LOG, so that each failure is reported once, by our message.
+ */
+#ifndef VTPM_HOST_TPM_H
+#define VTPM_HOST_TPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	HOST_TPM_OK = 0,
+	HOST_TPM_ERR_TPM = -1,	  /* a TPM or TSS call failed; err names it and decodes the RC */
+	HOST_TPM_ERR_PCR = -2,	  /* unseal: host PCRs differ from the sealed state (*differ) */
+	HOST_TPM_ERR_EXISTS = -3, /* counter_define: the NV index is already defined */
+	HOST_TPM_ERR_FORMAT = -4, /* unseal: the blob is malformed or inconsistent */
+	HOST_TPM_ERR_NOMEM = -5,  /* allocation failed */
+	HOST_TPM_ERR_ARG = -6,	  /* bad argument (mask, length, index, capacity) */
+	HOST_TPM_ERR_NOENT = -7,  /* counter_*: the NV index is not defined */
+};
+
+#define HOST_TPM_PCRS	    24
+#define HOST_TPM_PCR_MASK   0x00ffffffu
+#define HOST_TPM_SECRET_MAX 128		/* MAX_SYM_DATA of libtpms and common TPMs */
+#define HOST_TPM_NV_FIRST   0x01000000u /* owner range of NV indices */
+#define HOST_TPM_NV_LAST    0x013fffffu
+#define HOST_TPM_NAME_MAX   34 /* TPM2B_NAME of a SHA-256 object: u16 alg + 32 */
+
+/* Sealed blob format (all integers big-endian):
+ *	u32 magic "VTHS" (0x56544853)   u16 version (1)   u16 PCR bank (TPM2_ALG_SHA256)
+ *	u32 PCR mask (bit i = PCR i; non-zero, bits 24..31 clear)
+ *	32 bytes per PCR in the mask, ascending PCR number: the values the policy was built on
+ *	u16 n + n bytes: marshalled TPM2B_PUBLIC of the sealed object
+ *	u16 n + n bytes: marshalled TPM2B_PRIVATE of the sealed object
+ * and nothing after. The object's authPolicy must equal PolicyPCR over those values. */
+#define HOST_TPM_BLOB_MAGIC   0x56544853u
+#define HOST_TPM_BLOB_VERSION 1
+
+struct host_tpm;
+
+/* Load the TCTI ("device:/dev/tpmrm0", "swtpm:host=127.0.0.1,port=2321", ...) and create
+ * the ESYS context. Sends no TPM command (the TPM must already be started). */
+int host_tpm_open(struct host_tpm **out, const char *tcti, char *err, size_t errlen);
+void host_tpm_close(struct host_tpm *h);
+
+/* TPM commands transmitted through the TCTI so far (counted in a wrapper around the TCTI's
+ * transmit, so commands ESYS sends on its own, e.g. NV_ReadPublic, are included). */
+uint64_t host_tpm_commands(const struct host_tpm *h);
+
+/* Read the SHA-256 PCRs in mask (bit i = PCR i, 0..23) into values[i]; entries outside the
+ * mask are left untouched. Several TPM2_PCR_Read calls if needed (at most 8 digests each),
+ * retried if a PCR changed in between (pcrUpdateCounter). */
+int host_tpm_pcr_read(struct host_tpm *h, uint32_t mask, uint8_t values[24][32], char *err,
+		      size_t errlen);
+
+/* Seal secret (1..128 bytes) under the SRK with a PolicyPCR over the current values of the
+ * SHA-256 PCRs in mask (non-zero). The object has no usable auth value (userWithAuth
+ * clear): only the policy opens it. The secret travels to the TPM encrypted (session
+ * salted with the SRK, AES-128-CFB). *blob is malloc'd; see the format above. */
+int host_tpm_seal(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_t mask,
+		  uint8_t **blob, size_t *blob_len, char *err, size_t errlen);
+
+/* Unseal a blob from host_tpm_seal into secret (cap bytes; 128 always suffices), length in
+ * *len. The blob is untrusted. First compares the current host PCRs with the sealed values:
+ * if any differ returns HOST_TPM_ERR_PCR with their mask in *differ (also on a PCR change
+ * racing the unseal). *differ is 0 on every other outcome. The secret comes back encrypted
+ * (salted policy session with response encryption). */
+int host_tpm_unseal(struct host_tpm *h, const uint8_t *blob, size_t blob_len, uint8_t *secret,
+		    size_t cap, size_t *len, uint32_t *differ, char *err, size_t errlen);
+
+/* NV counter (TPM2_NT_COUNTER, OWNERWRITE|OWNERREAD|NO_DA, not ORDERLY, owner auth) at
+ * nv_index in HOST_TPM_NV_FIRST..HOST_TPM_NV_LAST.
+ * define: HOST_TPM_ERR_EXISTS if the index is already defined (whatever its type).
+ * undefine, increment, read: HOST_TPM_ERR_NOENT if it is not defined.
+ * increment: *value (may be NULL) receives the value after the increment.
+ * read: a counter that was never incremented cannot be read (TPM_RC_NV_UNINITIALIZED);
+ *   read then increments it once and returns that first value, so read always yields the
+ *   current value and a counter's value is defined from the first read on. */
+int host_tpm_counter_define(struct host_tpm *h, uint32_t nv_index, char *err, size_t errlen);
+int host_tpm_counter_undefine(struct host_tpm *h, uint32_t nv_index, char *err, size_t errlen);
+int host_tpm_counter_increment(struct host_tpm *h, uint32_t nv_index, uint64_t *value, char *err,
+			       size_t errlen);
+int host_tpm_counter_read(struct host_tpm *h, uint32_t nv_index, uint64_t *value, char *err,
+			  size_t errlen);
+
+/* The attestation key: restricted ECDSA-SHA256 P-256 signing primary in the endorsement
+ * hierarchy, recreated from its template (so the same on every call for a given TPM).
+ * *der (malloc'd) = DER SubjectPublicKeyInfo; name = its TPM name (SHA-256 name alg),
+ * *name_len bytes (34). */
+int host_tpm_ak_public(struct host_tpm *h, uint8_t **der, size_t *der_len, uint8_t name[34],
+		       size_t *name_len, char *err, size_t errlen);
+
+/* TPM2_PCR_Extend of SHA-256 PCR pcr (0..23) with digest (the PCR's own, empty, auth).
+ * For tests: simulates a host state change. */
+int host_tpm_pcr_extend(struct host_tpm *h, unsigned pcr, const uint8_t digest[32], char *err,
+			size_t errlen);
+
+#endif
