@@ -41,6 +41,7 @@ struct engine {
 	uint32_t rsp_cap;
 	engine_commit_hook hook;
 	void *hook_arg;
+	struct state_slot_info loaded; /* the slot loaded at start; version 0 if none */
 };
 
 /* libtpms callbacks carry no context pointer; this is the one engine of the process. */
@@ -236,8 +237,14 @@ static int engine_load(struct engine *e, const uint8_t *want_uuid, char *err, si
 						: state_strerror(rc));
 		return -1;
 	}
+	e->loaded = info;
 	log_info("loaded state version %llu", (unsigned long long)info.version);
 	return 0;
+}
+
+const struct state_slot_info *engine_loaded(const struct engine *e)
+{
+	return &e->loaded;
 }
 
 int engine_create(struct engine **out, struct state_store *store, const uint8_t *want_uuid,

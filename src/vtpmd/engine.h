@@ -30,6 +30,8 @@ enum engine_startup { STARTUP_NONE = 0, STARTUP_CLEAR, STARTUP_STATE, STARTUP_DE
 int engine_create(struct engine **out, struct state_store *store, const uint8_t *want_uuid,
 		  char *err, size_t errlen);
 void engine_set_commit_hook(struct engine *e, engine_commit_hook hook, void *arg);
+/* The state slot loaded at start (version 0: there was no state). */
+const struct state_slot_info *engine_loaded(const struct engine *e);
 void engine_destroy(struct engine *e);
 
 bool engine_running(const struct engine *e);

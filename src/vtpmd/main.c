@@ -33,6 +33,7 @@
 #include "vtpmd/ctrl_proto.h"
 #include "vtpmd/data_channel.h"
 #include "vtpmd/engine.h"
+#include "vtpmd/manager_client.h"
 #include "vtpmd/options.h"
 #include "vtpmd/state_key.h"
 
@@ -59,6 +60,7 @@ struct vtpmd {
 	size_t dhave;
 	uint8_t obuf[DATA_BUF_LEN + 8];
 	uint8_t migration_key[32];
+	struct mgr_client *mgr; /* managed mode: our open vTPM at vtpmmgrd */
 };
 
 static void usage(FILE *f)
@@ -103,6 +105,10 @@ static void usage(FILE *f)
 		"  --seccomp action=none      accepted for compatibility\n"
 		"  --uuid UUID                the vTPM this state belongs to; the state file must\n"
 		"                             carry it (standalone: taken from the file, or random)\n"
+		"  --manager SOCKET           managed mode: get the state key for --uuid from\n"
+		"                             vtpmmgrd at SOCKET, which checks this process's label\n"
+		"                             and binary and refuses rolled-back state; every state\n"
+		"                             write is reported to it before the command is answered\n"
 		"  --print-capabilities       print the features as JSON (as swtpm does) and exit\n"
 		"  --print-states             print which state blobs exist in --tpmstate (JSON) and exit\n"
 		"  -v, --version              print the version and exit\n"
@@ -252,42 +258,73 @@ static int import_swtpm_state(struct vtpmd *d)
 	return 0;
 }
 
+/* Managed mode: the manager must accept the state we loaded (no rollback), and hears of
+ * every later commit before vtpmd answers the command that caused it. */
+static int check_with_manager(struct vtpmd *d, const struct mgr_open_result *r)
+{
+	const struct state_slot_info *li = engine_loaded(d->engine);
+	char err[512];
+	int rc;
+
+	rc = mgr_check_loaded(r->version, r->digest, li->version, li->digest, err, sizeof(err));
+	if (rc < 0) {
+		log_warnx("%s: %s", d->opts.state_dir, err);
+		return -1;
+	}
+	if (rc == 1 && mgr_client_commit(d->mgr, li) < 0)
+		return -1;
+	engine_set_commit_hook(d->engine, mgr_client_commit, d->mgr);
+	return 0;
+}
+
 static int open_state(struct vtpmd *d)
 {
+	struct mgr_open_result r = {0};
 	uint8_t key[32], uuid[16];
 	bool have_key = d->opts.key.source != KEY_NONE;
-	char err[512];
+	char err[512] = "";
+	int rc = -1;
 
-	if (have_key && state_key_load(&d->opts.key, key, err, sizeof(err)) < 0) {
+	if (d->opts.uuid)
+		uuid_from_text(d->opts.uuid, uuid);
+	if (d->opts.manager) {
+		if (mgr_client_open(&d->mgr, d->opts.manager, uuid, &r, err, sizeof(err)) < 0) {
+			log_warnx("vTPM %s: %s", d->opts.uuid, err);
+			return -1;
+		}
+		memcpy(key, r.state_key, sizeof(key));
+		OPENSSL_cleanse(r.state_key, sizeof(r.state_key));
+		have_key = true;
+	} else if (have_key && state_key_load(&d->opts.key, key, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		return -1;
 	}
 	if (d->opts.migration_key.source != KEY_NONE) {
 		if (state_key_load(&d->opts.migration_key, d->migration_key, err, sizeof(err)) <
 		    0) {
-			OPENSSL_cleanse(key, sizeof(key));
 			log_warnx("%s", err);
-			return -1;
+			goto out;
 		}
 		d->ctrl.migration_key = d->migration_key;
 	}
 	if (state_store_open(&d->store, d->opts.state_dir, have_key ? key : NULL,
 			     d->opts.state_mode, NULL, err, sizeof(err)) != 0) {
-		OPENSSL_cleanse(key, sizeof(key));
 		log_warnx("%s", err);
-		return -1;
+		goto out;
 	}
-	OPENSSL_cleanse(key, sizeof(key));
-	if (d->opts.uuid) {
-		uuid_from_text(d->opts.uuid, uuid);
+	if (d->opts.uuid)
 		state_store_set_uuid(d->store, uuid);
-	}
 	if (engine_create(&d->engine, d->store, d->opts.uuid ? uuid : NULL, err, sizeof(err)) <
 	    0) {
 		log_warnx("cannot load the vTPM state in %s: %s", d->opts.state_dir, err);
-		return -1;
+		goto out;
 	}
-	return import_swtpm_state(d);
+	if (d->mgr && check_with_manager(d, &r) < 0)
+		goto out;
+	rc = import_swtpm_state(d);
+out:
+	OPENSSL_cleanse(key, sizeof(key));
+	return rc;
 }
 
 static int open_channel(const struct chan_opts *c, const char *what, int *listen_fd, int *conn_fd)
@@ -582,6 +619,7 @@ static void cleanup(struct vtpmd *d)
 	}
 	if (d->store)
 		state_store_close(d->store);
+	mgr_client_close(d->mgr); /* after the engine's last commit was reported */
 	close_fd(&d->ctrl_conn);
 	close_fd(&d->ctrl_listen);
 	close_fd(&d->data_listen);
@@ -609,7 +647,7 @@ static int start(struct vtpmd *d)
 	if (open_state(d) < 0)
 		return 1;
 	d->ctrl.engine = d->engine;
-	d->ctrl.file_key = d->opts.key.source != KEY_NONE;
+	d->ctrl.file_key = d->opts.key.source != KEY_NONE || d->mgr;
 	d->ctrl.reject_locality4 = d->opts.reject_locality4;
 	d->ctrl.data_fd = -1;
 	if (open_channel(&d->opts.ctrl, "control", &d->ctrl_listen, &d->ctrl_conn) < 0 ||

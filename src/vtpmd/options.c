@@ -579,9 +579,6 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 	if (o->manager && o->key.source != KEY_NONE)
 		return fail(err, errlen,
 			    "--manager and --key exclude each other: the manager gives the key");
-	if (o->manager)
-		return fail(err, errlen, "--manager: managed mode is not available in this build "
-					 "(vtpmmgrd is not part of it yet)");
 	if (o->allow_set_locality)
 		return fail(err, errlen, "--locality allow-set-locality is not supported");
 	return 0;
