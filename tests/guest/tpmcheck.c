@@ -1,0 +1,389 @@
+/*
+ * tests/guest/tpmcheck.c — tiny TPM 2.0 client for the test guest (built static into the
+ * initramfs by scripts/guest-image). Talks to /dev/tpm0 (falling back to /dev/tpmrm0) with
+ * hand-built TPM 2.0 commands (TPM 2.0 Part 3; all integers big-endian).
+ *
+ * tpmcheck version
+ *	prints "TPM2" if a TPM 2.0 answers TPM2_GetCapability(TPM_PT_FAMILY_INDICATOR) with "2.0"
+ * tpmcheck extend PCR HEXDIGEST32
+ *	TPM2_PCR_Extend, SHA-256 bank, password session with empty auth (locality is QEMU's: 0)
+ * tpmcheck read PCR
+ *	TPM2_PCR_Read, SHA-256 bank; prints 64 lowercase hex digits
+ *
+ * Environment: TPM_DEVICE overrides the device path.
+ * Exit status: 0 ok, 1 TPM or I/O error (message names the command and TPM response code), 2 usage.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TPM_ST_NO_SESSIONS	0x8001u
+#define TPM_ST_SESSIONS		0x8002u
+#define TPM_CC_PCR_EXTEND	0x00000182u
+#define TPM_CC_PCR_READ		0x0000017Eu
+#define TPM_CC_GET_CAPABILITY	0x0000017Au
+#define TPM_CAP_TPM_PROPERTIES	0x00000006u
+#define TPM_PT_FAMILY_INDICATOR 0x00000100u
+#define TPM_RS_PW		0x40000009u
+#define TPM_ALG_SHA256		0x000Bu
+#define SHA256_SIZE		32
+#define PCR_COUNT		24
+#define TPM_HEADER_SIZE		10
+#define TPM_BUF_SIZE		4096
+
+/* A command or response buffer with a cursor; every access is bounds-checked. */
+struct buf {
+	uint8_t data[TPM_BUF_SIZE];
+	size_t len; /* bytes written (command) or received (response) */
+	size_t pos; /* read position (response) */
+	int bad;    /* set on overflow/underrun */
+};
+
+static void put_u8(struct buf *b, uint8_t v)
+{
+	if (b->len + 1 > sizeof b->data) {
+		b->bad = 1;
+		return;
+	}
+	b->data[b->len++] = v;
+}
+static void put_u16(struct buf *b, uint16_t v)
+{
+	put_u8(b, (uint8_t)(v >> 8));
+	put_u8(b, (uint8_t)v);
+}
+static void put_u32(struct buf *b, uint32_t v)
+{
+	put_u16(b, (uint16_t)(v >> 16));
+	put_u16(b, (uint16_t)v);
+}
+static void put_bytes(struct buf *b, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		put_u8(b, p[i]);
+}
+static uint8_t get_u8(struct buf *b)
+{
+	if (b->pos + 1 > b->len) {
+		b->bad = 1;
+		return 0;
+	}
+	return b->data[b->pos++];
+}
+static uint16_t get_u16(struct buf *b)
+{
+	uint16_t hi = get_u8(b);
+	return (uint16_t)(hi << 8 | get_u8(b));
+}
+static uint32_t get_u32(struct buf *b)
+{
+	uint32_t hi = get_u16(b);
+	return hi << 16 | get_u16(b);
+}
+
+/* Start a command: tag, size placeholder, command code. */
+static void cmd_begin(struct buf *b, uint16_t tag, uint32_t cc)
+{
+	memset(b, 0, sizeof *b);
+	put_u16(b, tag);
+	put_u32(b, 0);
+	put_u32(b, cc);
+}
+/* Patch the size field once the command is complete. */
+static void cmd_end(struct buf *b)
+{
+	uint32_t n = (uint32_t)b->len;
+	b->data[2] = (uint8_t)(n >> 24);
+	b->data[3] = (uint8_t)(n >> 16);
+	b->data[4] = (uint8_t)(n >> 8);
+	b->data[5] = (uint8_t)n;
+}
+
+static const char *rc_name(uint32_t rc)
+{
+	switch (rc) {
+	case 0x100:
+		return "TPM_RC_INITIALIZE (TPM2_Startup not run)";
+	case 0x101:
+		return "TPM_RC_FAILURE";
+	case 0x143:
+		return "TPM_RC_COMMAND_CODE";
+	case 0x921:
+		return "TPM_RC_LOCKOUT";
+	case 0x922:
+		return "TPM_RC_RETRY";
+	case 0x908:
+		return "TPM_RC_YIELDED";
+	case 0x907:
+		return "TPM_RC_LOCALITY";
+	case 0x98e:
+		return "TPM_RC_AUTH_FAIL (session 1)";
+	case 0x184:
+		return "TPM_RC_VALUE (handle 1)";
+	case 0x1c4:
+		return "TPM_RC_VALUE (parameter 1)";
+	case 0x18b:
+		return "TPM_RC_HANDLE (handle 1)";
+	default:
+		break;
+	}
+	if (rc & 0x80)
+		return "format-1 error (see TPM 2.0 Part 2, TPM_RC)";
+	return "error (see TPM 2.0 Part 2, TPM_RC)";
+}
+
+static int tpm_open(void)
+{
+	const char *env = getenv("TPM_DEVICE");
+	const char *paths[] = {env, "/dev/tpm0", "/dev/tpmrm0"};
+	int last_errno = ENOENT;
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		if (!paths[i])
+			continue;
+		int fd = open(paths[i], O_RDWR | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		last_errno = errno;
+		if (env) /* an explicit device: do not fall back */
+			break;
+	}
+	fprintf(stderr, "tpmcheck: cannot open %s: %s\n", env ? env : "/dev/tpm0 or /dev/tpmrm0",
+		strerror(last_errno));
+	return -1;
+}
+
+/* Send cmd, receive into rsp, check header; name is the operation for messages.
+ * Returns 0 if the TPM answered TPM_RC_SUCCESS, else 1 (message printed). */
+static int tpm_transact(const char *name, struct buf *cmd, struct buf *rsp, uint16_t want_tag)
+{
+	if (cmd->bad) {
+		fprintf(stderr, "tpmcheck: %s: command too large\n", name);
+		return 1;
+	}
+	int fd = tpm_open();
+	if (fd < 0)
+		return 1;
+	memset(rsp, 0, sizeof *rsp);
+	ssize_t n = write(fd, cmd->data, cmd->len);
+	if (n != (ssize_t)cmd->len) {
+		fprintf(stderr, "tpmcheck: %s: write to TPM: %s\n", name,
+			n < 0 ? strerror(errno) : "short write");
+		close(fd);
+		return 1;
+	}
+	n = read(fd, rsp->data, sizeof rsp->data);
+	int err = errno;
+	close(fd);
+	if (n < 0) {
+		fprintf(stderr, "tpmcheck: %s: read from TPM: %s\n", name, strerror(err));
+		return 1;
+	}
+	rsp->len = (size_t)n;
+	if (rsp->len < TPM_HEADER_SIZE) {
+		fprintf(stderr, "tpmcheck: %s: short response (%zu bytes)\n", name, rsp->len);
+		return 1;
+	}
+	uint16_t tag = get_u16(rsp);
+	uint32_t size = get_u32(rsp);
+	uint32_t rc = get_u32(rsp);
+	if (size != rsp->len) {
+		fprintf(stderr, "tpmcheck: %s: response size field %u but %zu bytes received\n",
+			name, size, rsp->len);
+		return 1;
+	}
+	if (rc != 0) {
+		fprintf(stderr, "tpmcheck: %s: TPM response code 0x%08x: %s (tag 0x%04x)\n", name,
+			rc, rc_name(rc), tag);
+		return 1;
+	}
+	if (tag != want_tag) {
+		fprintf(stderr, "tpmcheck: %s: response tag 0x%04x, expected 0x%04x\n", name, tag,
+			want_tag);
+		return 1;
+	}
+	return 0;
+}
+
+static int parse_pcr(const char *s, uint32_t *pcr)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v >= PCR_COUNT) {
+		fprintf(stderr, "tpmcheck: bad PCR index '%s' (0..%d)\n", s, PCR_COUNT - 1);
+		return -1;
+	}
+	*pcr = (uint32_t)v;
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int parse_digest(const char *s, uint8_t out[SHA256_SIZE])
+{
+	if (strlen(s) != 2 * SHA256_SIZE) {
+		fprintf(stderr, "tpmcheck: digest must be %d hex digits\n", 2 * SHA256_SIZE);
+		return -1;
+	}
+	for (int i = 0; i < SHA256_SIZE; i++) {
+		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			fprintf(stderr, "tpmcheck: digest is not hex\n");
+			return -1;
+		}
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+/* TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 1) */
+static int cmd_version(void)
+{
+	struct buf cmd, rsp;
+	cmd_begin(&cmd, TPM_ST_NO_SESSIONS, TPM_CC_GET_CAPABILITY);
+	put_u32(&cmd, TPM_CAP_TPM_PROPERTIES);
+	put_u32(&cmd, TPM_PT_FAMILY_INDICATOR);
+	put_u32(&cmd, 1); /* propertyCount */
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_GetCapability", &cmd, &rsp, TPM_ST_NO_SESSIONS))
+		return 1;
+	(void)get_u8(&rsp); /* moreData */
+	uint32_t cap = get_u32(&rsp);
+	uint32_t count = get_u32(&rsp);
+	uint32_t prop = get_u32(&rsp);
+	uint32_t value = get_u32(&rsp);
+	if (rsp.bad || cap != TPM_CAP_TPM_PROPERTIES || count < 1 ||
+	    prop != TPM_PT_FAMILY_INDICATOR) {
+		fprintf(stderr,
+			"tpmcheck: TPM2_GetCapability: malformed response (cap 0x%x count %u prop "
+			"0x%x)\n",
+			cap, count, prop);
+		return 1;
+	}
+	if (value != 0x322E3000u) { /* "2.0\0" */
+		fprintf(stderr,
+			"tpmcheck: TPM2_GetCapability: family indicator 0x%08x, not \"2.0\"\n",
+			value);
+		return 1;
+	}
+	printf("TPM2\n");
+	return 0;
+}
+
+/* TPM2_PCR_Extend(pcrHandle) with one TPMS_AUTH_COMMAND (TPM_RS_PW, empty auth) and one SHA-256
+ * digest in the TPML_DIGEST_VALUES. */
+static int cmd_extend(uint32_t pcr, const uint8_t digest[SHA256_SIZE])
+{
+	struct buf cmd, rsp;
+	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_PCR_EXTEND);
+	put_u32(&cmd, pcr);	  /* @pcrHandle (TPM_HT_PCR handles are the PCR index) */
+	put_u32(&cmd, 9);	  /* authorizationSize */
+	put_u32(&cmd, TPM_RS_PW); /* sessionHandle */
+	put_u16(&cmd, 0);	  /* nonce: empty TPM2B */
+	put_u8(&cmd, 0x01);	  /* sessionAttributes: continueSession */
+	put_u16(&cmd, 0);	  /* hmac (password): empty TPM2B */
+	put_u32(&cmd, 1);	  /* TPML_DIGEST_VALUES.count */
+	put_u16(&cmd, TPM_ALG_SHA256);
+	put_bytes(&cmd, digest, SHA256_SIZE);
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_PCR_Extend", &cmd, &rsp, TPM_ST_SESSIONS))
+		return 1;
+	uint32_t param_size = get_u32(&rsp);
+	if (rsp.bad || param_size != 0) {
+		fprintf(stderr, "tpmcheck: TPM2_PCR_Extend: malformed response\n");
+		return 1;
+	}
+	return 0;
+}
+
+/* TPM2_PCR_Read of one SHA-256 PCR. */
+static int cmd_read(uint32_t pcr)
+{
+	struct buf cmd, rsp;
+	cmd_begin(&cmd, TPM_ST_NO_SESSIONS, TPM_CC_PCR_READ);
+	put_u32(&cmd, 1); /* TPML_PCR_SELECTION.count */
+	put_u16(&cmd, TPM_ALG_SHA256);
+	put_u8(&cmd, 3); /* sizeofSelect */
+	for (uint32_t i = 0; i < 3; i++)
+		put_u8(&cmd, i == pcr / 8 ? (uint8_t)(1u << (pcr % 8)) : 0);
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_PCR_Read", &cmd, &rsp, TPM_ST_NO_SESSIONS))
+		return 1;
+	(void)get_u32(&rsp); /* pcrUpdateCounter */
+	uint32_t nsel = get_u32(&rsp);
+	uint16_t alg = 0;
+	uint8_t sel[8] = {0}, selsize = 0;
+	for (uint32_t i = 0; i < nsel && !rsp.bad && i < 16; i++) {
+		alg = get_u16(&rsp);
+		selsize = get_u8(&rsp);
+		for (uint8_t j = 0; j < selsize; j++) {
+			uint8_t v = get_u8(&rsp);
+			if (j < sizeof sel)
+				sel[j] = v;
+		}
+	}
+	uint32_t ndig = get_u32(&rsp);
+	uint16_t dsize = get_u16(&rsp);
+	uint8_t digest[SHA256_SIZE];
+	for (int i = 0; i < SHA256_SIZE; i++)
+		digest[i] = get_u8(&rsp);
+	if (rsp.bad || nsel != 1 || alg != TPM_ALG_SHA256 || selsize < 3) {
+		fprintf(stderr, "tpmcheck: TPM2_PCR_Read: malformed response\n");
+		return 1;
+	}
+	if (!(sel[pcr / 8] & (1u << (pcr % 8))) || ndig != 1) {
+		fprintf(stderr,
+			"tpmcheck: TPM2_PCR_Read: PCR %u of the SHA-256 bank not returned "
+			"(bank not allocated?)\n",
+			pcr);
+		return 1;
+	}
+	if (dsize != SHA256_SIZE) {
+		fprintf(stderr, "tpmcheck: TPM2_PCR_Read: digest size %u, expected %d\n", dsize,
+			SHA256_SIZE);
+		return 1;
+	}
+	for (int i = 0; i < SHA256_SIZE; i++)
+		printf("%02x", digest[i]);
+	printf("\n");
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: tpmcheck version | extend PCR HEXDIGEST32 | read PCR\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	uint32_t pcr;
+	uint8_t digest[SHA256_SIZE];
+	if (argc == 2 && strcmp(argv[1], "version") == 0)
+		return cmd_version();
+	if (argc == 4 && strcmp(argv[1], "extend") == 0) {
+		if (parse_pcr(argv[2], &pcr) || parse_digest(argv[3], digest))
+			return 2;
+		return cmd_extend(pcr, digest);
+	}
+	if (argc == 3 && strcmp(argv[1], "read") == 0) {
+		if (parse_pcr(argv[2], &pcr))
+			return 2;
+		return cmd_read(pcr);
+	}
+	return usage();
+}
