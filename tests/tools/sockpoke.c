@@ -5,8 +5,8 @@
  *
  * ADDR is a unix socket path or 127.0.0.1:PORT. Each HEX argument is sent with one write
  * (with --fd the first write carries the write end of a pipe as SCM_RIGHTS). With --close
- * the write side is shut down after sending. Then the answer is read (up to 64 KiB, 2 s
- * without data ends it) and printed as hex on one line; "EOF" is printed if the peer closed
+ * the write side is shut down after sending. Then the answer is read (up to 64 KiB; 2 s
+ * without any data, or 300 ms of silence after some arrived, ends it) and printed as hex on one line; "EOF" is printed if the peer closed
  * without answering. Exit: 0 printed something, 2 usage, 3 connect failed.
  */
 #include <arpa/inet.h>
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
 	for (;;) {
 		struct pollfd p = {.fd = s, .events = POLLIN};
 		ssize_t r;
-		if (poll(&p, 1, 2000) <= 0)
+		if (poll(&p, 1, total ? 300 : 2000) <= 0)
 			break;
 		r = read(s, buf + total, sizeof(buf) - total);
 		if (r <= 0)
