@@ -68,27 +68,9 @@ _wait_tcp() {
   done
   return 1
 }
-# _port_pair: free_port, but below the kernel's ephemeral port range and in no socket state.
-# (free_port draws from 20000-59998, which overlaps 32768-60999: a port that is the local end
-# of a client connection in TIME_WAIT cannot be bound, even with SO_REUSEADDR -> EADDRINUSE.)
-_port_pair() {
-  local lo p i
-  lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-  for ((i = 0; i < 100; i++)); do
-    p=$(free_port) || return 1
-    [ $((p + 1)) -lt "${lo:-32768}" ] || [ "$i" -ge 90 ] || continue
-    if command -v ss >/dev/null 2>&1 &&
-      ss -Htan "( sport = :$p or sport = :$((p + 1)) )" 2>/dev/null | grep -q .; then
-      continue
-    fi
-    echo "$p"
-    return 0
-  done
-  return 1
-}
 # _start DAEMON STATEDIR N: start the daemon on a fresh port pair; sets _port, _pid, TCTI.
 _start() {
-  _port=$(_port_pair) || { t_fail "$_lbl/free-port" "no free port pair"; return 1; }
+  _port=$(free_port) || { t_fail "$_lbl/free-port" "no free port pair"; return 1; }
   bg_start "$1" socket --tpm2 --tpmstate dir="$2" \
     --server type=tcp,port="$_port" --ctrl type=tcp,port=$((_port + 1)) \
     --flags not-need-init --log file="$_out/daemon.log" >>"$_out/daemon.out" 2>&1
