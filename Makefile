@@ -25,18 +25,21 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 VTPMD_OBJ := $(VTPMD_SRC:%.c=$(BUILD)/%.o)
 VTPMMGRD_SRC := $(sort $(filter-out src/vtpmmgrd/main.c,$(wildcard src/vtpmmgrd/*.c)))
 VTPMMGRD_OBJ := $(VTPMMGRD_SRC:%.c=$(BUILD)/%.o)
+VTPMCTL_SRC := $(sort $(wildcard src/vtpmctl/*.c))
+VTPMCTL_OBJ := $(VTPMCTL_SRC:%.c=$(BUILD)/%.o)
+LIBS_CTL := -lcrypto
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:%.c=$(BUILD)/%)
 # Test tools that drive manager code (host TPM, store): linked with the vtpmmgrd objects.
-MGR_TOOL_BIN := $(BUILD)/tests/tools/host_tpm_check
+MGR_TOOL_BIN := $(BUILD)/tests/tools/host_tpm_check $(BUILD)/tests/tools/mgrc
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all test asan fuzz bench demo format clean deps deps-build
-all: $(BUILD)/vtpmd $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN)
+all: $(BUILD)/vtpmd $(BUILD)/vtpmmgrd $(BUILD)/vtpmctl $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN)
 
 deps:
 	@scripts/deps all
@@ -49,6 +52,12 @@ $(BUILD)/%.o: %.c $(wildcard src/*/*.h)
 
 $(BUILD)/vtpmd: $(BUILD)/src/vtpmd/main.o $(VTPMD_OBJ) $(COMMON_OBJ)
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_VTPMD)
+
+$(BUILD)/vtpmctl: $(VTPMCTL_OBJ) $(COMMON_OBJ)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_CTL)
+
+$(BUILD)/vtpmmgrd: $(BUILD)/src/vtpmmgrd/main.o $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_MGR)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -85,6 +94,10 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 fuzz-build:
 	@$(MAKE) --no-print-directory $(FUZZ_BIN) BUILD=build-fuzz CC=clang OPT=-O1 \
 		SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
+# Harnesses of the manager's request path link the vtpmmgrd objects.
+build-fuzz/fuzz_mgr_%: tests/fuzz/fuzz_mgr_%.c $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(VTPMD_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD)

@@ -26,7 +26,8 @@ const char *mgr_status_name(uint32_t status)
 									   : "unknown status";
 }
 
-/* Required value length per tag: >= 0 exact, -1 text, -2 nested record, -3 unknown tag. */
+/* Required value length per tag: >= 0 exact, -1 text, -2 nested record, -3 unknown tag,
+ * -4 binary of 1..MGR_MAX_BLOB bytes. */
 static int field_len_rule(uint16_t tag)
 {
 	switch (tag) {
@@ -34,9 +35,22 @@ static int field_len_rule(uint16_t tag)
 	case MGR_F_PID:
 	case MGR_F_PCR_MASK:
 	case MGR_F_COUNT:
+	case MGR_F_PROVISIONED:
+	case MGR_F_NV_INDEX:
+	case MGR_F_GROUPS:
+	case MGR_F_VTPMS:
+	case MGR_F_INSTANCES:
+	case MGR_F_OPEN:
+	case MGR_F_UID:
+	case MGR_F_OFFSET:
 		return 4;
 	case MGR_F_VERSION:
 	case MGR_F_TIME:
+	case MGR_F_NV_VALUE:
+	case MGR_F_STORE_COUNTER:
+	case MGR_F_TPM_COMMANDS:
+	case MGR_F_AUDIT_ID:
+	case MGR_F_NV_OFFSET:
 		return 8;
 	case MGR_F_UUID:
 	case MGR_F_GROUP_UUID:
@@ -47,6 +61,7 @@ static int field_len_rule(uint16_t tag)
 		return 32;
 	case MGR_F_ANY_DIGEST:
 	case MGR_F_FORCE:
+	case MGR_F_MORE:
 		return 0;
 	case MGR_F_MESSAGE:
 	case MGR_F_NAME:
@@ -55,7 +70,12 @@ static int field_len_rule(uint16_t tag)
 	case MGR_F_STATE:
 	case MGR_F_KEY:
 	case MGR_F_VALUE:
+	case MGR_F_ACTION:
+	case MGR_F_SUBJECT:
+	case MGR_F_RESULT:
 		return -1;
+	case MGR_F_AK_PUBLIC:
+		return -4;
 	case MGR_F_RECORD:
 		return -2;
 	default:
@@ -103,6 +123,11 @@ int mgr_parse_fields(const uint8_t *buf, size_t len, struct mgr_msg *m, char *er
 		if (rule >= 0 && f->len != rule) {
 			snprintf(err, errlen, "field tag %u has length %u, needs %d", f->tag, f->len,
 				 rule);
+			return -1;
+		}
+		if (rule == -4 && (f->len == 0 || f->len > MGR_MAX_BLOB)) {
+			snprintf(err, errlen, "field tag %u has length %u, needs 1..%u", f->tag,
+				 f->len, MGR_MAX_BLOB);
 			return -1;
 		}
 		if (rule == -1 && !text_ok(f->val, f->len)) {

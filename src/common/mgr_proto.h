@@ -27,6 +27,7 @@
 #define MGR_MAX_FIELDS   512u
 #define MGR_RESPONSE     0x8000u
 #define MGR_MAX_TEXT     1024u
+#define MGR_MAX_BLOB     4096u /* variable-length binary fields (MGR_F_AK_PUBLIC) */
 
 enum mgr_type {
 	/* instance socket (vtpmd) */
@@ -71,6 +72,25 @@ enum mgr_field {
 	MGR_F_STATE = 19,      /* text: a state name (e.g. "running", "stopped") */
 	MGR_F_KEY = 20,        /* text: a property name in a record */
 	MGR_F_VALUE = 21,      /* text: a property value in a record */
+	/* Added for vtpmmgrd's admin responses (host status, records, audit rows, paging). */
+	MGR_F_PROVISIONED = 22,   /* u32: 1 if the host is provisioned, else 0 */
+	MGR_F_NV_INDEX = 23,      /* u32: the host TPM NV counter's index */
+	MGR_F_NV_VALUE = 24,      /* u64: the host TPM NV counter's value */
+	MGR_F_STORE_COUNTER = 25, /* u64: the store's commit counter */
+	MGR_F_GROUPS = 26,        /* u32: number of groups */
+	MGR_F_VTPMS = 27,         /* u32: number of vTPMs (in a group record: of that group) */
+	MGR_F_INSTANCES = 28,     /* u32: number of open instances */
+	MGR_F_TPM_COMMANDS = 29,  /* u64: host TPM commands sent since the manager started */
+	MGR_F_OPEN = 30,          /* u32: 1 if the vTPM is open by a live instance, else 0 */
+	MGR_F_UID = 31,           /* u32 */
+	MGR_F_ACTION = 32,        /* text: audit action */
+	MGR_F_SUBJECT = 33,       /* text: audit subject */
+	MGR_F_RESULT = 34,        /* text: audit result ("ok", "ok: ...", "refused: ...") */
+	MGR_F_AUDIT_ID = 35,      /* u64: audit row id (grows with every row) */
+	MGR_F_OFFSET = 36,        /* u32: list requests: skip this many items */
+	MGR_F_MORE = 37,          /* 0 bytes: list response truncated to fit; ask again with OFFSET */
+	MGR_F_AK_PUBLIC = 38,     /* 1..4096 bytes: host AK public key, DER SubjectPublicKeyInfo */
+	MGR_F_NV_OFFSET = 39,     /* u64 (two's complement): NV value minus store counter */
 };
 
 enum mgr_status {

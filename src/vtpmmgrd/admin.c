@@ -1,0 +1,948 @@
+/*
+ * admin.c — the admin socket's requests (vtpmctl): host provisioning and status, groups,
+ * vTPMs, label registration, the audit log.
+ *
+ * Mutations go through the store with the requester as the audit actor, so the change
+ * and its audit row are one transaction; each is bracketed by mgrd_write_begin/end, which
+ * keep the host NV counter in step (rollback.h). Reads are audited by the event loop.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "common/log.h"
+#include "vtpmmgrd/host_tpm.h"
+#include "vtpmmgrd/manager.h"
+#include "vtpmmgrd/store.h"
+
+int admin_permitted(struct mgrd *d, const struct peer *p, char *err, size_t errlen)
+{
+	char gerr[256];
+	int rc;
+
+	if (p->uid == 0)
+		return 0;
+	if (!d->have_admin_gid) {
+		snprintf(err, errlen, "uid %lu is not root (no --admin-group is configured)",
+			 (unsigned long)p->uid);
+		return -1;
+	}
+	rc = peer_in_group(p, d->admin_gid, gerr, sizeof(gerr));
+	if (rc == 1)
+		return 0;
+	if (rc < 0)
+		snprintf(err, errlen, "uid %lu: cannot check its groups: %s", (unsigned long)p->uid,
+			 gerr);
+	else
+		snprintf(err, errlen, "uid %lu is neither root nor a member of group %s (gid %lu)",
+			 (unsigned long)p->uid, d->opts.admin_group, (unsigned long)d->admin_gid);
+	return -1;
+}
+
+static struct store_actor actor_of(const struct requester *who)
+{
+	struct store_actor a = {.uid = (uint32_t)who->peer->uid, .pid = (uint32_t)who->peer->pid};
+	return a;
+}
+
+/* ---- counting ------------------------------------------------------------------------ */
+
+static int count_group(const struct store_group *g, void *arg)
+{
+	(void)g;
+	(*(uint32_t *)arg)++;
+	return STORE_OK;
+}
+
+static int count_vtpm(const struct store_vtpm *v, void *arg)
+{
+	(void)v;
+	(*(uint32_t *)arg)++;
+	return STORE_OK;
+}
+
+static uint32_t vtpms_of_group(struct mgrd *d, const uint8_t *group_uuid)
+{
+	uint32_t n = 0;
+
+	store_vtpm_list(d->store, group_uuid, count_vtpm, &n);
+	return n;
+}
+
+/* ---- host ---------------------------------------------------------------------------- */
+
+struct rewrap {
+	struct store_group *v;
+	size_t n, cap;
+};
+
+static int collect_group(const struct store_group *g, void *arg)
+{
+	struct rewrap *w = arg;
+
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 4;
+		struct store_group *v = realloc(w->v, cap * sizeof(*v));
+
+		if (!v)
+			return STORE_IO;
+		w->v = v;
+		w->cap = cap;
+	}
+	w->v[w->n++] = *g;
+	return STORE_OK;
+}
+
+static void rewrap_free(struct rewrap *w)
+{
+	if (w->v)
+		OPENSSL_cleanse(w->v, w->cap * sizeof(*w->v));
+	free(w->v);
+}
+
+/* In the open transaction: re-wrap every group key from the old root key to the new. */
+static uint32_t rewrap_groups(struct mgrd *d, const struct store_actor *a, struct rewrap *w,
+			      const uint8_t new_root[KEYS_KEY_LEN], struct mgr_reply *r)
+{
+	uint8_t gk[KEYS_KEY_LEN];
+	char err[256];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < w->n; i++) {
+		struct store_group *g = &w->v[i];
+
+		if (keys_unwrap_group(d->root_key, g->uuid, g->wrapped_key, g->wrapped_key_len, gk,
+				      err, sizeof(err)) < 0 ||
+		    keys_wrap_group(new_root, g->uuid, gk, g->wrapped_key, err, sizeof(err)) < 0) {
+			OPENSSL_cleanse(gk, sizeof(gk));
+			return reply_fail(r, MGR_ERR_INTERNAL, "group '%s': %s", g->name, err);
+		}
+		OPENSSL_cleanse(gk, sizeof(gk));
+		g->wrapped_key_len = KEYS_WRAPPED_LEN;
+		rc = store_group_delete(d->store, a, g->name);
+		if (rc == STORE_OK)
+			rc = store_group_add(d->store, a, g);
+		if (rc != STORE_OK)
+			return reply_fail(r, reply_store_status(rc), "re-wrapping group '%s': %s",
+					  g->name, store_errmsg(d->store));
+	}
+	return MGR_OK;
+}
+
+static uint32_t host_init(struct mgrd *d, const struct requester *who,
+			  const struct mgr_request *req, struct mgr_reply *r)
+{
+	/* FORCE keeps the recorded index unless --nv-index names another */
+	const uint32_t idx =
+	    d->provisioned && !d->opts.nv_index_given ? d->rb.nv_index : d->opts.nv_index;
+	const uint32_t old_idx = d->rb.nv_index;
+	const bool was_provisioned = d->provisioned;
+	const bool force = req->u.host_init.force;
+	struct store_actor a = actor_of(who);
+	struct store_host *h = NULL;
+	struct rewrap w = {0};
+	uint8_t root[KEYS_KEY_LEN], mac[KEYS_KEY_LEN], secret[KEYS_ROOT_SECRET_LEN];
+	uint8_t *blob = NULL, *der = NULL, name[HOST_TPM_NAME_MAX];
+	size_t blob_len = 0, der_len = 0, name_len = 0;
+	uint32_t nvtpms = 0, st = MGR_OK;
+	uint64_t c0 = 0, v = 0;
+	int64_t offset;
+	char err[512];
+	bool key_switched = false;
+	int rc;
+
+	snprintf(r->subject, sizeof(r->subject), "host");
+	if (d->provisioned && !force)
+		return reply_fail(r, MGR_ERR_EXISTS,
+				  "the host is provisioned already; FORCE re-creates the root key "
+				  "(every existing key becomes unreadable)");
+	if (d->provisioned) {
+		store_vtpm_list(d->store, NULL, count_vtpm, &nvtpms);
+		if (nvtpms > 0)
+			return reply_fail(r, MGR_ERR_BUSY,
+					  "%u vTPM%s exist: a new root key would make their state "
+					  "keys unreadable; delete them first",
+					  nvtpms, nvtpms == 1 ? "" : "s");
+		st = mgrd_write_begin(d, r);
+		if (st)
+			return st;
+		if (store_group_list(d->store, collect_group, &w) != STORE_OK) {
+			st = reply_fail(r, MGR_ERR_STORE, "reading the groups: %s",
+					store_errmsg(d->store));
+			goto out;
+		}
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	if (keys_random(root, err, sizeof(err)) < 0 ||
+	    keys_store_mac_key(root, mac, err, sizeof(err)) < 0) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "%s", err);
+		goto out;
+	}
+	/* 1. the NV counter. A provisioned host keeps its own counter (re-defining it would
+	 * leave the running store without a matching counter if a later step failed). */
+	if (was_provisioned && idx == old_idx)
+		rc = HOST_TPM_OK;
+	else
+		rc = host_tpm_counter_define(d->tpm, idx, err, sizeof(err));
+	if (rc == HOST_TPM_ERR_EXISTS && force) {
+		rc = host_tpm_counter_undefine(d->tpm, idx, err, sizeof(err));
+		if (rc == HOST_TPM_OK)
+			rc = host_tpm_counter_define(d->tpm, idx, err, sizeof(err));
+	} else if (rc == HOST_TPM_ERR_EXISTS) {
+		st = reply_fail(r, MGR_ERR_EXISTS,
+				"NV index 0x%08x is already defined on the host TPM (by an earlier "
+				"host-init that did not finish, or by another program); FORCE "
+				"replaces it, or choose another --nv-index",
+				idx);
+		goto out;
+	}
+	if (rc == HOST_TPM_OK)
+		rc = host_tpm_counter_read(d->tpm, idx, &v, err, sizeof(err));
+	if (rc != HOST_TPM_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "%s", err);
+		goto out;
+	}
+	/* 2. the store counter this provisioning commits, and the offset tying them */
+	if (store_counter(d->store, &c0) != STORE_OK) {
+		st = reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
+		goto out;
+	}
+	offset = (int64_t)v - (int64_t)(c0 + 1);
+	/* 3. seal the root key (with the offset) to the host PCRs; the AK's public key */
+	keys_root_secret_encode(root, offset, secret);
+	rc = host_tpm_seal(d->tpm, secret, sizeof(secret), req->u.host_init.pcr_mask, &blob,
+			   &blob_len, err, sizeof(err));
+	if (rc == HOST_TPM_OK)
+		rc = host_tpm_ak_public(d->tpm, &der, &der_len, name, &name_len, err, sizeof(err));
+	if (rc != HOST_TPM_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "%s", err);
+		goto out;
+	}
+	if (blob_len > STORE_BLOB_MAX || der_len > STORE_BLOB_MAX) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "sealed blob or AK public key too large");
+		goto out;
+	}
+	h->pcr_mask = req->u.host_init.pcr_mask;
+	h->nv_index = idx;
+	memcpy(h->sealed_root, blob, blob_len);
+	h->sealed_root_len = blob_len;
+	memcpy(h->ak_public, der, der_len);
+	h->ak_public_len = der_len;
+	/* 4. one store transaction, MAC'd under the new key */
+	if (!d->provisioned) {
+		store_set_mac_key(d->store, mac);
+		if (store_verify(d->store, NULL, err, sizeof(err)) != STORE_OK) {
+			st = reply_fail(r, MGR_ERR_STORE, "%s", err);
+			goto out;
+		}
+	}
+	rc = store_begin(d->store);
+	if (rc == STORE_OK && d->provisioned)
+		st = rewrap_groups(d, &a, &w, root, r);
+	if (rc == STORE_OK && st == MGR_OK)
+		rc = store_host_put(d->store, &a, h);
+	if (rc == STORE_OK && st == MGR_OK) {
+		char note[STORE_RESULT_MAX + 1];
+
+		snprintf(note, sizeof(note), "ok: PCR mask 0x%06x, NV counter 0x%08x%s",
+			 h->pcr_mask, idx,
+			 d->provisioned ? "; FORCE: new root key, the old one is destroyed" : "");
+		rc = store_audit_append(d->store, &a, "host-init", "host", note);
+	}
+	if (rc == STORE_OK && st == MGR_OK) {
+		store_set_mac_key(d->store, mac); /* the commit MACs under the new key */
+		key_switched = true;
+		rc = store_commit(d->store);
+	} else {
+		store_rollback(d->store);
+	}
+	if (rc == STORE_OK && st == MGR_OK)
+		rc = store_verify(d->store, NULL, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "%s", store_errmsg(d->store));
+	if (rc != STORE_OK || st != MGR_OK) {
+		if (st == MGR_OK)
+			st = reply_fail(r, reply_store_status(rc), "%s", err);
+		if (d->provisioned && key_switched) {
+			/* nothing was committed: the store is still MAC'd under the old key */
+			uint8_t old[KEYS_KEY_LEN];
+
+			if (keys_store_mac_key(d->root_key, old, err, sizeof(err)) == 0) {
+				store_set_mac_key(d->store, old);
+				if (store_verify(d->store, NULL, err, sizeof(err)) != STORE_OK)
+					log_warnx("host-init: the store no longer verifies: %s",
+						  err);
+			}
+			OPENSSL_cleanse(old, sizeof(old));
+		}
+		goto out;
+	}
+	r->audited = true;
+	/* 5. the manager runs provisioned from here on */
+	memcpy(d->root_key, root, sizeof(root));
+	d->provisioned = true;
+	d->pcr_mask = h->pcr_mask;
+	d->host_created = (int64_t)time(NULL);
+	rollback_init(&d->rb, d->tpm, idx, offset, v);
+	if (rollback_after_write(&d->rb, d->store, err, sizeof(err)) != RB_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "provisioned, but %s", err);
+		goto out;
+	}
+	if (was_provisioned && old_idx != idx &&
+	    host_tpm_counter_undefine(d->tpm, old_idx, err, sizeof(err)) != HOST_TPM_OK)
+		log_warnx("host-init: the previous NV counter stays defined: %s", err);
+	log_info("host provisioned: PCR mask 0x%06x, NV counter 0x%08x at %" PRIu64 "%s",
+		 h->pcr_mask, idx, v, force ? " (FORCE: new root key)" : "");
+	if (w.n > 0 || force)
+		reply_text(
+		    &r->b, MGR_F_MESSAGE,
+		    "FORCE: a new root key replaced the old one; group keys were re-wrapped");
+	mgr_put_u32(&r->b, MGR_F_PCR_MASK, h->pcr_mask);
+	mgr_put_u32(&r->b, MGR_F_NV_INDEX, idx);
+	mgr_put_u64(&r->b, MGR_F_NV_VALUE, d->rb.nv_value);
+out:
+	OPENSSL_cleanse(root, sizeof(root));
+	OPENSSL_cleanse(mac, sizeof(mac));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	free(blob);
+	free(der);
+	free(h);
+	rewrap_free(&w);
+	return st;
+}
+
+static uint32_t host_status(struct mgrd *d, struct mgr_reply *r)
+{
+	struct store_host *h = NULL;
+	uint32_t ngroups = 0, nvtpms = 0;
+	uint64_t counter = 0;
+	size_t saved;
+
+	snprintf(r->subject, sizeof(r->subject), "host");
+	store_counter(d->store, &counter);
+	if (d->provisioned) {
+		store_group_list(d->store, count_group, &ngroups);
+		store_vtpm_list(d->store, NULL, count_vtpm, &nvtpms);
+		h = calloc(1, sizeof(*h));
+		if (h && store_host_get(d->store, h) != STORE_OK) {
+			free(h);
+			h = NULL;
+		}
+	}
+	saved = reply_record_begin(&r->b);
+	mgr_put_u32(&r->b, MGR_F_PROVISIONED, d->provisioned ? 1 : 0);
+	reply_text(&r->b, MGR_F_STATE,
+		   !d->provisioned ? "not-provisioned"
+		   : d->rb.pending ? "nv-increment-pending"
+				   : "ok");
+	mgr_put_u32(&r->b, MGR_F_NV_INDEX, d->provisioned ? d->rb.nv_index : d->opts.nv_index);
+	if (d->provisioned) {
+		mgr_put_u32(&r->b, MGR_F_PCR_MASK, d->pcr_mask);
+		/* as last read or set: status costs no host TPM command */
+		mgr_put_u64(&r->b, MGR_F_NV_VALUE, d->rb.nv_value);
+		mgr_put_u64(&r->b, MGR_F_NV_OFFSET, (uint64_t)d->rb.offset);
+		if (h) {
+			mgr_put_u64(&r->b, MGR_F_TIME, (uint64_t)h->created);
+			if (h->ak_public_len > 0)
+				mgr_put_bytes(&r->b, MGR_F_AK_PUBLIC, h->ak_public,
+					      h->ak_public_len);
+		}
+	}
+	mgr_put_u64(&r->b, MGR_F_STORE_COUNTER, counter);
+	mgr_put_u32(&r->b, MGR_F_GROUPS, ngroups);
+	mgr_put_u32(&r->b, MGR_F_VTPMS, nvtpms);
+	mgr_put_u32(&r->b, MGR_F_INSTANCES, (uint32_t)d->inst.n);
+	mgr_put_u64(&r->b, MGR_F_TPM_COMMANDS, host_tpm_commands(d->tpm));
+	free(h);
+	if (!reply_record_end(&r->b, saved))
+		return reply_fail(r, MGR_ERR_INTERNAL, "the status does not fit in a message");
+	return MGR_OK;
+}
+
+static uint32_t host_reseal(struct mgrd *d, const struct requester *who,
+			    const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_actor a = actor_of(who);
+	struct store_host *h;
+	uint8_t secret[KEYS_ROOT_SECRET_LEN], *blob = NULL;
+	size_t blob_len = 0;
+	uint32_t st, mask;
+	char err[512];
+	int rc;
+
+	snprintf(r->subject, sizeof(r->subject), "host");
+	st = mgrd_write_begin(d, r);
+	if (st)
+		return st;
+	mask = req->u.host_reseal.has_mask ? req->u.host_reseal.pcr_mask : d->pcr_mask;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	rc = store_host_get(d->store, h);
+	if (rc != STORE_OK) {
+		st = reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
+		goto out;
+	}
+	keys_root_secret_encode(d->root_key, d->rb.offset, secret);
+	rc =
+	    host_tpm_seal(d->tpm, secret, sizeof(secret), mask, &blob, &blob_len, err, sizeof(err));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (rc != HOST_TPM_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "%s", err);
+		goto out;
+	}
+	if (blob_len > STORE_BLOB_MAX) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "the sealed blob is too large");
+		goto out;
+	}
+	memcpy(h->sealed_root, blob, blob_len);
+	h->sealed_root_len = blob_len;
+	h->pcr_mask = mask;
+	rc = store_host_put(d->store, &a, h);
+	r->audited = rc == STORE_OK || reply_store_status(rc) != MGR_ERR_STORE;
+	if (rc != STORE_OK) {
+		st = reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+		goto out;
+	}
+	d->pcr_mask = mask;
+	st = mgrd_write_end(d, r);
+	if (st == MGR_OK) {
+		log_info("root key re-sealed to the current values of PCR mask 0x%06x", mask);
+		mgr_put_u32(&r->b, MGR_F_PCR_MASK, mask);
+	}
+out:
+	free(blob);
+	free(h);
+	return st;
+}
+
+/* ---- groups --------------------------------------------------------------------------- */
+
+static void put_group(struct mgrd *d, struct mgr_builder *b, const struct store_group *g)
+{
+	size_t i;
+
+	mgr_put_bytes(b, MGR_F_GROUP_UUID, g->uuid, 16);
+	reply_text(b, MGR_F_NAME, g->name);
+	for (i = 0; i < g->npatterns; i++)
+		reply_text(b, MGR_F_PATTERN, g->patterns[i]);
+	if (g->any_digest)
+		mgr_put_flag(b, MGR_F_ANY_DIGEST);
+	for (i = 0; i < g->ndigests; i++)
+		mgr_put_bytes(b, MGR_F_BIN_DIGEST, g->digests[i], 32);
+	mgr_put_u64(b, MGR_F_TIME, (uint64_t)g->created);
+	mgr_put_u32(b, MGR_F_VTPMS, vtpms_of_group(d, g->uuid));
+}
+
+/* Look up a group by name or UUID into g; a failure is set in r. */
+static uint32_t find_group(struct mgrd *d, const struct req_group_ref *ref, struct store_group *g,
+			   struct mgr_reply *r)
+{
+	char u[37];
+	int rc;
+
+	if (ref->by_uuid)
+		rc = store_group_get(d->store, ref->uuid, g);
+	else
+		rc = store_group_get_by_name(d->store, ref->name, g);
+	if (rc == STORE_NOT_FOUND) {
+		uuid_format(ref->uuid, u);
+		if (ref->by_uuid)
+			return reply_fail(r, MGR_ERR_NOT_FOUND, "no group with UUID %s", u);
+		return reply_fail(r, MGR_ERR_NOT_FOUND, "no group named '%s'", ref->name);
+	}
+	if (rc != STORE_OK)
+		return reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
+	return MGR_OK;
+}
+
+static void subject_of_ref(const struct req_group_ref *ref, struct mgr_reply *r)
+{
+	char u[37];
+
+	if (ref->by_uuid) {
+		uuid_format(ref->uuid, u);
+		snprintf(r->subject, sizeof(r->subject), "group %s", u);
+	} else {
+		snprintf(r->subject, sizeof(r->subject), "group %s", ref->name);
+	}
+}
+
+static uint32_t group_create(struct mgrd *d, const struct requester *who,
+			     const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_actor a = actor_of(who);
+	struct store_group *g;
+	uint8_t gk[KEYS_KEY_LEN];
+	char err[256];
+	uint32_t st;
+	size_t i;
+	int rc;
+
+	snprintf(r->subject, sizeof(r->subject), "%s", req->u.group_create.name);
+	st = mgrd_write_begin(d, r);
+	if (st)
+		return st;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	snprintf(g->name, sizeof(g->name), "%s", req->u.group_create.name);
+	g->any_digest = req->u.group_create.any_digest;
+	g->npatterns = req->u.group_create.npatterns;
+	for (i = 0; i < g->npatterns; i++)
+		snprintf(g->patterns[i], sizeof(g->patterns[i]), "%s",
+			 req->u.group_create.patterns[i]);
+	g->ndigests = req->u.group_create.ndigests;
+	memcpy(g->digests, req->u.group_create.digests, g->ndigests * 32);
+	if (keys_uuid_v4(g->uuid, err, sizeof(err)) < 0 || keys_random(gk, err, sizeof(err)) < 0 ||
+	    keys_wrap_group(d->root_key, g->uuid, gk, g->wrapped_key, err, sizeof(err)) < 0) {
+		OPENSSL_cleanse(gk, sizeof(gk));
+		free(g);
+		return reply_fail(r, MGR_ERR_INTERNAL, "%s", err);
+	}
+	OPENSSL_cleanse(gk, sizeof(gk));
+	g->wrapped_key_len = KEYS_WRAPPED_LEN;
+	rc = store_group_add(d->store, &a, g);
+	r->audited = reply_store_status(rc) != MGR_ERR_STORE;
+	if (rc != STORE_OK) {
+		st = reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+		free(g);
+		return st;
+	}
+	st = mgrd_write_end(d, r);
+	if (st == MGR_OK) {
+		mgr_put_bytes(&r->b, MGR_F_GROUP_UUID, g->uuid, 16);
+		reply_text(&r->b, MGR_F_NAME, g->name);
+	}
+	free(g);
+	return st;
+}
+
+struct list_ctx {
+	struct mgrd *d;
+	struct mgr_builder *b;
+	uint32_t skip;
+	bool more;
+};
+
+static int list_group(const struct store_group *g, void *arg)
+{
+	struct list_ctx *l = arg;
+	size_t saved;
+
+	if (l->skip > 0) {
+		l->skip--;
+		return STORE_OK;
+	}
+	saved = reply_record_begin(l->b);
+	put_group(l->d, l->b, g);
+	if (!reply_record_end(l->b, saved)) {
+		l->more = true;
+		return STORE_CALLBACK_STOP;
+	}
+	return STORE_OK;
+}
+
+/* Reserve room for the closing MORE flag while records are added. */
+#define LIST_RESERVE 8
+
+static uint32_t group_list(struct mgrd *d, const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct list_ctx l = {d, &r->b, req->u.list.offset, false};
+	int rc;
+
+	snprintf(r->subject, sizeof(r->subject), "groups");
+	r->b.cap -= LIST_RESERVE;
+	rc = store_group_list(d->store, list_group, &l);
+	r->b.cap += LIST_RESERVE;
+	if (rc != STORE_OK && rc != STORE_CALLBACK_STOP)
+		return reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
+	if (l.more)
+		mgr_put_flag(&r->b, MGR_F_MORE);
+	return MGR_OK;
+}
+
+static uint32_t group_show(struct mgrd *d, const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_group *g = calloc(1, sizeof(*g));
+	uint32_t st;
+	size_t saved;
+
+	subject_of_ref(&req->u.group, r);
+	if (!g)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	st = find_group(d, &req->u.group, g, r);
+	if (st == MGR_OK) {
+		saved = reply_record_begin(&r->b);
+		put_group(d, &r->b, g);
+		if (!reply_record_end(&r->b, saved))
+			st = reply_fail(r, MGR_ERR_INTERNAL, "the group does not fit in a message");
+	}
+	free(g);
+	return st;
+}
+
+static uint32_t group_delete(struct mgrd *d, const struct requester *who,
+			     const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_actor a = actor_of(who);
+	struct store_group *g = calloc(1, sizeof(*g));
+	uint32_t st;
+	int rc;
+
+	subject_of_ref(&req->u.group, r);
+	if (!g)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	st = mgrd_write_begin(d, r);
+	if (st == MGR_OK)
+		st = find_group(d, &req->u.group, g, r);
+	if (st == MGR_OK) {
+		rc = store_group_delete(d->store, &a, g->name);
+		r->audited = reply_store_status(rc) != MGR_ERR_STORE;
+		if (rc != STORE_OK)
+			st = reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+		else
+			st = mgrd_write_end(d, r);
+	}
+	free(g);
+	return st;
+}
+
+/* ---- vTPMs ---------------------------------------------------------------------------- */
+
+static void put_vtpm(struct mgrd *d, struct mgr_builder *b, const struct store_vtpm *v,
+		     const char *group_name)
+{
+	struct instance *in = instances_find(&d->inst, v->uuid);
+
+	mgr_put_bytes(b, MGR_F_UUID, v->uuid, 16);
+	mgr_put_bytes(b, MGR_F_GROUP_UUID, v->group_uuid, 16);
+	if (group_name)
+		reply_text(b, MGR_F_NAME, group_name);
+	mgr_put_u64(b, MGR_F_VERSION, v->version);
+	mgr_put_bytes(b, MGR_F_DIGEST, v->digest, 32);
+	reply_text(b, MGR_F_STATE, v->state);
+	mgr_put_u64(b, MGR_F_TIME, (uint64_t)v->created);
+	mgr_put_u32(b, MGR_F_OPEN, in ? 1 : 0);
+	if (in) {
+		mgr_put_u32(b, MGR_F_PID, (uint32_t)in->pid);
+		reply_text(b, MGR_F_LABEL, in->label);
+		mgr_put_bytes(b, MGR_F_BIN_DIGEST, in->bin_digest, 32);
+	}
+}
+
+struct vlist_ctx {
+	struct mgrd *d;
+	struct mgr_builder *b;
+	uint32_t skip;
+	bool more;
+	struct store_group *g; /* the group of the last vTPM (name lookup cache) */
+	bool have_g;
+};
+
+static const char *group_name_of(struct vlist_ctx *l, const uint8_t uuid[16])
+{
+	if (l->have_g && memcmp(l->g->uuid, uuid, 16) == 0)
+		return l->g->name;
+	l->have_g = store_group_get(l->d->store, uuid, l->g) == STORE_OK;
+	return l->have_g ? l->g->name : NULL;
+}
+
+static int list_vtpm(const struct store_vtpm *v, void *arg)
+{
+	struct vlist_ctx *l = arg;
+	size_t saved;
+
+	if (l->skip > 0) {
+		l->skip--;
+		return STORE_OK;
+	}
+	saved = reply_record_begin(l->b);
+	put_vtpm(l->d, l->b, v, group_name_of(l, v->group_uuid));
+	if (!reply_record_end(l->b, saved)) {
+		l->more = true;
+		return STORE_CALLBACK_STOP;
+	}
+	return STORE_OK;
+}
+
+static uint32_t vtpm_create(struct mgrd *d, const struct requester *who,
+			    const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_actor a = actor_of(who);
+	struct store_group *g = calloc(1, sizeof(*g));
+	struct store_vtpm v;
+	uint8_t gk[KEYS_KEY_LEN], sk[KEYS_KEY_LEN];
+	char err[256], u[37];
+	uint32_t st;
+	int rc;
+
+	subject_of_ref(&req->u.group, r);
+	if (!g)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	memset(&v, 0, sizeof(v));
+	st = mgrd_write_begin(d, r);
+	if (st == MGR_OK)
+		st = find_group(d, &req->u.group, g, r);
+	if (st != MGR_OK)
+		goto out;
+	if (keys_unwrap_group(d->root_key, g->uuid, g->wrapped_key, g->wrapped_key_len, gk, err,
+			      sizeof(err)) < 0 ||
+	    keys_uuid_v4(v.uuid, err, sizeof(err)) < 0 || keys_random(sk, err, sizeof(err)) < 0 ||
+	    keys_wrap_state(gk, v.uuid, g->uuid, sk, v.wrapped_key, err, sizeof(err)) < 0) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "group '%s': %s", g->name, err);
+		goto out;
+	}
+	memcpy(v.group_uuid, g->uuid, 16);
+	v.wrapped_key_len = KEYS_WRAPPED_LEN;
+	v.version = 0;
+	snprintf(v.state, sizeof(v.state), "%s", STORE_VTPM_CREATED);
+	uuid_format(v.uuid, u);
+	snprintf(r->subject, sizeof(r->subject), "%s", u);
+	rc = store_vtpm_add(d->store, &a, &v);
+	r->audited = reply_store_status(rc) != MGR_ERR_STORE;
+	if (rc != STORE_OK) {
+		st = reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+		goto out;
+	}
+	st = mgrd_write_end(d, r);
+	if (st == MGR_OK) {
+		mgr_put_bytes(&r->b, MGR_F_UUID, v.uuid, 16);
+		mgr_put_bytes(&r->b, MGR_F_GROUP_UUID, g->uuid, 16);
+		reply_text(&r->b, MGR_F_NAME, g->name);
+	}
+out:
+	OPENSSL_cleanse(gk, sizeof(gk));
+	OPENSSL_cleanse(sk, sizeof(sk));
+	OPENSSL_cleanse(&v, sizeof(v));
+	free(g);
+	return st;
+}
+
+static uint32_t vtpm_list(struct mgrd *d, const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_group *g = calloc(1, sizeof(*g));
+	struct vlist_ctx l = {d, &r->b, req->u.list.offset, false, g, false};
+	uint32_t st = MGR_OK;
+	int rc;
+
+	snprintf(r->subject, sizeof(r->subject), "vtpms");
+	if (!g)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	if (req->u.list.has_group) {
+		subject_of_ref(&req->u.list.group, r);
+		st = find_group(d, &req->u.list.group, g, r);
+		l.have_g = st == MGR_OK;
+	}
+	if (st == MGR_OK) {
+		r->b.cap -= LIST_RESERVE;
+		rc = store_vtpm_list(d->store, req->u.list.has_group ? g->uuid : NULL, list_vtpm,
+				     &l);
+		r->b.cap += LIST_RESERVE;
+		if (rc != STORE_OK && rc != STORE_CALLBACK_STOP)
+			st = reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
+		else if (l.more)
+			mgr_put_flag(&r->b, MGR_F_MORE);
+	}
+	free(g);
+	return st;
+}
+
+static uint32_t find_vtpm(struct mgrd *d, const uint8_t uuid[16], struct store_vtpm *v,
+			  struct mgr_reply *r)
+{
+	int rc = store_vtpm_get(d->store, uuid, v);
+
+	if (rc != STORE_OK)
+		return reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+	return MGR_OK;
+}
+
+static uint32_t vtpm_show(struct mgrd *d, const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_group *g = calloc(1, sizeof(*g));
+	struct vlist_ctx l = {d, &r->b, 0, false, g, false};
+	struct store_vtpm v;
+	uint32_t st;
+	size_t saved;
+
+	uuid_format(req->u.vtpm.uuid, r->subject);
+	if (!g)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	st = find_vtpm(d, req->u.vtpm.uuid, &v, r);
+	if (st == MGR_OK) {
+		saved = reply_record_begin(&r->b);
+		put_vtpm(d, &r->b, &v, group_name_of(&l, v.group_uuid));
+		if (!reply_record_end(&r->b, saved))
+			st = reply_fail(r, MGR_ERR_INTERNAL, "the vTPM does not fit in a message");
+	}
+	OPENSSL_cleanse(&v, sizeof(v));
+	free(g);
+	return st;
+}
+
+static uint32_t vtpm_delete(struct mgrd *d, const struct requester *who,
+			    const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_actor a = actor_of(who);
+	struct instance *in;
+	uint32_t st;
+	char u[37], msg[256];
+	int rc;
+
+	uuid_format(req->u.vtpm.uuid, u);
+	snprintf(r->subject, sizeof(r->subject), "%s", u);
+	st = mgrd_write_begin(d, r);
+	if (st)
+		return st;
+	in = instances_find(&d->inst, req->u.vtpm.uuid);
+	if (in)
+		return reply_fail(r, MGR_ERR_BUSY,
+				  "vTPM %s is open by pid %ld; stop that instance first", u,
+				  (long)in->pid);
+	rc = store_vtpm_delete(d->store, &a, req->u.vtpm.uuid);
+	r->audited = reply_store_status(rc) != MGR_ERR_STORE;
+	if (rc != STORE_OK)
+		return reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+	st = mgrd_write_end(d, r);
+	if (st == MGR_OK) {
+		snprintf(msg, sizeof(msg),
+			 "vTPM %s deleted: its state key is destroyed, so its state file is now "
+			 "unreadable",
+			 u);
+		reply_text(&r->b, MGR_F_MESSAGE, msg);
+	}
+	return st;
+}
+
+/* ---- labels, audit -------------------------------------------------------------------- */
+
+static uint32_t label_register(struct mgrd *d, const struct mgr_request *req, struct mgr_reply *r)
+{
+	char err[256];
+	int replaced;
+
+	snprintf(r->subject, sizeof(r->subject), "pid %u", req->u.label_reg.pid);
+	if (labels_register(&d->labels, (pid_t)req->u.label_reg.pid, req->u.label_reg.label,
+			    &replaced, err, sizeof(err)) < 0)
+		return reply_fail(r, MGR_ERR_NOT_FOUND, "%s", err);
+	snprintf(r->note, sizeof(r->note), "label %.200s%s", req->u.label_reg.label,
+		 replaced ? " (replaces the earlier one)" : "");
+	log_info("label %s registered for pid %u", req->u.label_reg.label, req->u.label_reg.pid);
+	return MGR_OK;
+}
+
+struct audit_ctx {
+	struct mgr_builder *b;
+	uint32_t skip;
+	bool more;
+};
+
+static int list_audit(const struct store_audit *e, void *arg)
+{
+	struct audit_ctx *l = arg;
+	size_t saved;
+
+	if (l->skip > 0) {
+		l->skip--;
+		return STORE_OK;
+	}
+	saved = reply_record_begin(l->b);
+
+	mgr_put_u64(l->b, MGR_F_AUDIT_ID, (uint64_t)e->id);
+	mgr_put_u64(l->b, MGR_F_TIME, (uint64_t)e->time);
+	mgr_put_u32(l->b, MGR_F_UID, e->uid);
+	mgr_put_u32(l->b, MGR_F_PID, e->pid);
+	reply_text(l->b, MGR_F_ACTION, e->action);
+	reply_text(l->b, MGR_F_SUBJECT, e->subject);
+	reply_text(l->b, MGR_F_RESULT, e->result);
+	if (!reply_record_end(l->b, saved)) {
+		l->more = true;
+		return STORE_CALLBACK_STOP;
+	}
+	return STORE_OK;
+}
+
+static uint32_t audit_list(struct mgrd *d, const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct audit_ctx l = {&r->b, req->u.audit.offset, false};
+	int rc;
+
+	snprintf(r->subject, sizeof(r->subject), "audit");
+	r->b.cap -= LIST_RESERVE;
+	rc = store_audit_list(d->store, req->u.audit.count + req->u.audit.offset, list_audit, &l);
+	r->b.cap += LIST_RESERVE;
+	if (rc != STORE_OK && rc != STORE_CALLBACK_STOP)
+		return reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
+	if (l.more)
+		mgr_put_flag(&r->b, MGR_F_MORE);
+	return MGR_OK;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------- */
+
+void admin_handle(struct mgrd *d, const struct requester *who, const struct mgr_request *req,
+		  struct mgr_reply *r)
+{
+	/* Before provisioning only host-init, host-status and audit-list have anything to do. */
+	if (!d->provisioned && req->type != MGR_HOST_INIT && req->type != MGR_HOST_STATUS &&
+	    req->type != MGR_AUDIT_LIST && req->type != MGR_LABEL_REGISTER) {
+		reply_fail(r, MGR_ERR_NOT_PROVISIONED,
+			   "the host is not provisioned: host-init first");
+		return;
+	}
+	switch (req->type) {
+	case MGR_HOST_INIT:
+		host_init(d, who, req, r);
+		break;
+	case MGR_HOST_STATUS:
+		host_status(d, r);
+		break;
+	case MGR_HOST_RESEAL:
+		host_reseal(d, who, req, r);
+		break;
+	case MGR_GROUP_CREATE:
+		group_create(d, who, req, r);
+		break;
+	case MGR_GROUP_LIST:
+		group_list(d, req, r);
+		break;
+	case MGR_GROUP_SHOW:
+		group_show(d, req, r);
+		break;
+	case MGR_GROUP_DELETE:
+		group_delete(d, who, req, r);
+		break;
+	case MGR_VTPM_CREATE:
+		vtpm_create(d, who, req, r);
+		break;
+	case MGR_VTPM_LIST:
+		vtpm_list(d, req, r);
+		break;
+	case MGR_VTPM_SHOW:
+		vtpm_show(d, req, r);
+		break;
+	case MGR_VTPM_DELETE:
+		vtpm_delete(d, who, req, r);
+		break;
+	case MGR_LABEL_REGISTER:
+		label_register(d, req, r);
+		break;
+	case MGR_AUDIT_LIST:
+		audit_list(d, req, r);
+		break;
+	default:
+		reply_fail(r, MGR_ERR_UNKNOWN_TYPE, "%s is not served on the admin socket",
+			   mgr_request_name(req->type));
+		break;
+	}
+}

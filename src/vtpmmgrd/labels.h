@@ -1,0 +1,43 @@
+/*
+ * labels.h — labels registered by the admin (the launcher) for processes that an LSM does
+ * not label: pid → label.
+ *
+ * Each registration pins its process with a pidfd taken at registration, so a later
+ * process that inherits the pid inherits nothing: a lookup answers only while the pinned
+ * process lives, and a peer matches a registration only if the peer's own pin names the
+ * same live pid (two live processes never share a pid). A registration is dropped when its
+ * process exits (the event loop polls the pidfds and calls labels_reap). Registering again
+ * for the same live process replaces the label.
+ */
+#ifndef VTPM_LABELS_H
+#define VTPM_LABELS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "vtpmmgrd/label_match.h"
+
+#define LABELS_MAX 4096
+
+struct label_reg {
+	pid_t pid;
+	int pidfd;
+	char label[LABEL_MAX + 1];
+};
+
+struct labels {
+	struct label_reg *v;
+	size_t n, cap;
+};
+
+/* Register label (already checked with label_check) for live process pid. 0, or -1 with
+ * err (no such process, table full, out of memory). *replaced: a label was there before. */
+int labels_register(struct labels *l, pid_t pid, const char *label, int *replaced, char *err,
+		    size_t errlen);
+/* The label registered for the live process pid, or NULL. */
+const char *labels_lookup(const struct labels *l, pid_t pid);
+/* Drop the registrations whose process exited; returns how many. */
+size_t labels_reap(struct labels *l);
+void labels_free(struct labels *l);
+
+#endif

@@ -1,0 +1,652 @@
+/*
+ * vtpmmgrd — the per-host vTPM manager: the only process that opens the host TPM and the
+ * store; hands a vTPM's state key to the vtpmd its group permits, one live instance at a
+ * time; records state versions and refuses rollback.
+ *
+ * One process, one job, one event loop: poll over the signalfd, the two listening
+ * SOCK_SEQPACKET sockets (instance, admin), their connections, and the pidfds of open
+ * instances and registered labels (an exited process releases what it held).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/log.h"
+#include "vtpmmgrd/host_tpm.h"
+#include "vtpmmgrd/manager.h"
+#include "vtpmmgrd/seqpacket.h"
+#include "vtpmmgrd/store.h"
+
+#define VTPMMGRD_VERSION "0.1.0"
+#define MAX_CONNS	 256
+#define MAX_ADMIN_CONNS	 32 /* kept apart, so instance clients cannot crowd out admins */
+
+enum {
+	EXIT_OK = 0,
+	EXIT_START = 1,	   /* usage or start-up error */
+	EXIT_LOCKED = 2,   /* another process holds the store */
+	EXIT_PCR = 3,	   /* host PCRs differ from the sealed state */
+	EXIT_TAMPERED = 4, /* the store was modified outside vtpmmgrd */
+	EXIT_ROLLBACK = 5, /* the store is older than the host NV counter */
+};
+
+struct conn {
+	int fd;
+	enum req_socket kind;
+	struct peer peer;
+};
+
+struct server {
+	struct mgrd d;
+	int sig_fd;
+	int listen_fd[2]; /* [0] instance, [1] admin */
+	struct conn conns[MAX_CONNS];
+	size_t nconns;
+	size_t nconns_kind[2]; /* [0] instance, [1] admin */
+	uint8_t *rbuf;	       /* MGR_MAX_MSG + 1 */
+	uint8_t *wbuf;	       /* MGR_MAX_MSG */
+	struct pollfd *pfds;
+	size_t pfds_cap;
+	int ready_fd; /* --daemon: tells the waiting parent the start-up result */
+	bool sockets_made;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "Usage: vtpmmgrd [options]\n"
+	    "\n"
+	    "vtpmmgrd is the per-host vTPM manager. It alone opens the host TPM and its store\n"
+	    "(groups, vTPMs, wrapped keys, state versions, audit log). At start it unseals its\n"
+	    "root key from the host TPM (refused if the host PCRs changed), verifies the store's\n"
+	    "MAC and compares the store with the host TPM NV counter (refused on rollback).\n"
+	    "vtpmd instances ask it for their state key on the instance socket; it answers\n"
+	    "only a live process whose label and binary digest the vTPM's group permits, and\n"
+	    "only one at a time. Operators use the admin socket (vtpmctl).\n"
+	    "\n"
+	    "Options:\n"
+	    "  --tcti STRING            host TPM, as a tpm2-tss TCTI string\n"
+	    "                           (default " MGRD_DEFAULT_TCTI ")\n"
+	    "  --store PATH             the SQLite store (default " MGRD_DEFAULT_STORE ");\n"
+	    "                           created (mode 0600) if missing\n"
+	    "  --instance-socket PATH   socket for vtpmd (default " MGRD_DEFAULT_INSTANCE_SOCKET
+	    ",\n"
+	    "                           mode 0666: any local process may ask, identity decides)\n"
+	    "  --admin-socket PATH      socket for vtpmctl (default " MGRD_DEFAULT_ADMIN_SOCKET
+	    ",\n"
+	    "                           mode 0660); root, or members of --admin-group\n"
+	    "  --admin-group NAME       group whose members may use the admin socket\n"
+	    "  --nv-index INDEX         host TPM NV counter that guards the store against\n"
+	    "                           rollback, defined by host-init (owner range\n"
+	    "                           0x01000000-0x013fffff; default 0x%08x). Once the host\n"
+	    "                           is provisioned, the index recorded in the store is used\n"
+	    "  --log file=PATH[,level=N] | level=N\n"
+	    "                           log to PATH (default stderr); N: 0 errors, 1 warnings,\n"
+	    "                           2 information (default), 3 debug\n"
+	    "  --pid file=PATH          write the process id once ready\n"
+	    "  -d, --daemon             detach once ready (the parent exits with the start-up\n"
+	    "                           result: 0, or the exit status below)\n"
+	    "  -v, --version            print the version and exit\n"
+	    "  -h, --help               print this help and exit\n"
+	    "\n"
+	    "Before provisioning (host-init on the admin socket) only host-init, host-status,\n"
+	    "label-register and audit-list are served; MGR_OPEN is refused as not provisioned.\n"
+	    "\n"
+	    "Exit status: 0 after SIGTERM/SIGINT/SIGHUP; 1 usage or start-up error; 2 the store\n"
+	    "is held by another process; 3 the host PCRs differ from the state the root key was\n"
+	    "sealed to (the message names them); 4 the store was modified outside vtpmmgrd (MAC\n"
+	    "mismatch); 5 the store is older than the host TPM NV counter (rollback), or the\n"
+	    "counter is missing or behind.\n"
+	    "\n"
+	    "See vtpmmgrd(8).\n",
+	    MGRD_DEFAULT_NV_INDEX);
+}
+
+static int setup_log(const struct mgrd_opts *o)
+{
+	int fd = 2;
+
+	if (o->log_file) {
+		fd = open(o->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+		if (fd < 0) {
+			fprintf(stderr, "vtpmmgrd: cannot open log file %s: %s\n", o->log_file,
+				strerror(errno));
+			return -1;
+		}
+	}
+	log_init("vtpmmgrd", fd, o->log_level);
+	return 0;
+}
+
+/* --daemon: fork; the parent waits for the child's start-up result and exits with it. */
+static int daemon_start(struct server *s)
+{
+	int p[2];
+	pid_t pid;
+	uint8_t code = EXIT_START;
+
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		log_warn("pipe");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		log_warn("fork");
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		while (read(p[0], &code, 1) < 0 && errno == EINTR)
+			;
+		_exit(code);
+	}
+	close(p[0]);
+	s->ready_fd = p[1];
+	setsid();
+	return 0;
+}
+
+static void daemon_ready(struct server *s, int code)
+{
+	uint8_t c = (uint8_t)code;
+	int nul;
+
+	if (s->ready_fd < 0)
+		return;
+	if (write(s->ready_fd, &c, 1) < 0) {
+		/* the parent is gone; nothing to tell */
+	}
+	close(s->ready_fd);
+	s->ready_fd = -1;
+	if (code != EXIT_OK)
+		return;
+	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		if (log_fd() != 2)
+			dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+}
+
+static int write_pid(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	if (!path)
+		return 0;
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, buf, (size_t)n) != n) {
+		log_warn("cannot write pid file %s", path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Create the parent directory of path if it is missing (one level, mode). */
+static int make_parent(const char *path, mode_t mode)
+{
+	char dir[4096];
+	char *slash;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return 0;
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (mkdir(dir, mode) < 0 && errno != EEXIST) {
+		log_warn("cannot create directory %s", dir);
+		return -1;
+	}
+	return 0;
+}
+
+static void pcr_list(uint32_t mask, char *out, size_t cap)
+{
+	size_t pos = 0;
+	unsigned i;
+
+	out[0] = '\0';
+	for (i = 0; i < HOST_TPM_PCRS && pos < cap; i++) {
+		if (!(mask & (1u << i)))
+			continue;
+		pos += (size_t)snprintf(out + pos, cap - pos, "%s%u", pos ? ", " : "", i);
+	}
+}
+
+/* Unseal the root key, verify the store, compare with the NV counter. */
+static int start_provisioned(struct mgrd *d, const struct store_host *h)
+{
+	uint8_t secret[HOST_TPM_SECRET_MAX], mac[KEYS_KEY_LEN];
+	size_t len = 0;
+	uint32_t differ = 0;
+	uint64_t counter;
+	int64_t offset;
+	char err[1024], pcrs[128];
+	int rc;
+
+	rc = host_tpm_unseal(d->tpm, h->sealed_root, h->sealed_root_len, secret, sizeof(secret),
+			     &len, &differ, err, sizeof(err));
+	if (rc == HOST_TPM_ERR_PCR) {
+		pcr_list(differ, pcrs, sizeof(pcrs));
+		log_warnx("refusing to start: host PCR%s %s differ%s from the state the root key "
+			  "was sealed to (mask 0x%06x)",
+			  (differ & (differ - 1)) ? "s" : "", pcrs,
+			  (differ & (differ - 1)) ? "" : "s", differ);
+		return EXIT_PCR;
+	}
+	if (rc == HOST_TPM_ERR_FORMAT) {
+		log_warnx("refusing to start: the store's sealed root key is malformed (%s): the "
+			  "store was modified outside vtpmmgrd",
+			  err);
+		return EXIT_TAMPERED;
+	}
+	if (rc != HOST_TPM_OK) {
+		log_warnx("cannot unseal the root key: %s", err);
+		return EXIT_START;
+	}
+	rc = keys_root_secret_decode(secret, len, d->root_key, &offset, err, sizeof(err));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (rc < 0) {
+		log_warnx("refusing to start: %s", err);
+		return EXIT_TAMPERED;
+	}
+	if (keys_store_mac_key(d->root_key, mac, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return EXIT_START;
+	}
+	store_set_mac_key(d->store, mac);
+	OPENSSL_cleanse(mac, sizeof(mac));
+	rc = store_verify(d->store, &counter, err, sizeof(err));
+	if (rc == STORE_TAMPERED) {
+		log_warnx("refusing to start: %s", err);
+		return EXIT_TAMPERED;
+	}
+	if (rc != STORE_OK) {
+		log_warnx("cannot verify the store: %s", err);
+		return EXIT_START;
+	}
+	if (d->opts.nv_index_given && d->opts.nv_index != h->nv_index)
+		log_warnx("--nv-index 0x%08x ignored: the host was provisioned with 0x%08x",
+			  d->opts.nv_index, h->nv_index);
+	rollback_init(&d->rb, d->tpm, h->nv_index, offset, 0);
+	rc = rollback_start(&d->rb, d->store, err, sizeof(err));
+	if (rc == RB_ERR_ROLLBACK || rc == RB_ERR_AHEAD || rc == RB_ERR_NOENT) {
+		log_warnx("refusing to start: %s", err);
+		return EXIT_ROLLBACK;
+	}
+	if (rc != RB_OK) {
+		log_warnx("cannot check the store against the host NV counter: %s", err);
+		return EXIT_START;
+	}
+	d->provisioned = true;
+	d->pcr_mask = h->pcr_mask;
+	d->host_created = h->created;
+	log_info("provisioned host: root key unsealed (PCR mask 0x%06x), store counter %" PRIu64
+		 ", NV counter 0x%08x at %" PRIu64,
+		 h->pcr_mask, counter, h->nv_index, d->rb.nv_value);
+	return EXIT_OK;
+}
+
+static int open_store_and_tpm(struct mgrd *d)
+{
+	struct store_host *h;
+	char err[1024];
+	int rc;
+
+	if (make_parent(d->opts.store, 0700) < 0)
+		return EXIT_START;
+	rc = store_open(&d->store, d->opts.store, NULL, err, sizeof(err));
+	if (rc != STORE_OK) {
+		log_warnx("cannot open the store %s: %s", d->opts.store, err);
+		return rc == STORE_LOCKED ? EXIT_LOCKED : EXIT_START;
+	}
+	rc = host_tpm_open(&d->tpm, d->opts.tcti, err, sizeof(err));
+	if (rc != HOST_TPM_OK) {
+		log_warnx("cannot open the host TPM: %s", err);
+		return EXIT_START;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		log_warnx("out of memory");
+		return EXIT_START;
+	}
+	rc = store_host_get(d->store, h);
+	if (rc == STORE_OK) {
+		rc = start_provisioned(d, h);
+	} else if (rc == STORE_NOT_FOUND) {
+		rc = store_verify(d->store, NULL, err, sizeof(err));
+		if (rc != STORE_OK)
+			log_warnx("refusing to start: %s", err);
+		rc = rc == STORE_OK ? EXIT_OK : rc == STORE_TAMPERED ? EXIT_TAMPERED : EXIT_START;
+		if (rc == EXIT_OK)
+			log_info("host not provisioned: serving host-init and status only");
+	} else {
+		log_warnx("cannot read the host record: %s", store_errmsg(d->store));
+		rc = EXIT_START;
+	}
+	OPENSSL_cleanse(h, sizeof(*h));
+	free(h);
+	return rc;
+}
+
+static int open_sockets(struct server *s)
+{
+	struct mgrd *d = &s->d;
+	char err[512];
+
+	if (make_parent(d->opts.instance_socket, 0755) < 0 ||
+	    make_parent(d->opts.admin_socket, 0755) < 0)
+		return -1;
+	s->listen_fd[0] =
+	    seqpacket_listen(d->opts.instance_socket, 0666, (gid_t)-1, err, sizeof(err));
+	if (s->listen_fd[0] < 0) {
+		log_warnx("instance socket: %s", err);
+		return -1;
+	}
+	s->sockets_made = true;
+	s->listen_fd[1] =
+	    seqpacket_listen(d->opts.admin_socket, 0660,
+			     d->have_admin_gid ? d->admin_gid : (gid_t)-1, err, sizeof(err));
+	if (s->listen_fd[1] < 0) {
+		log_warnx("admin socket: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int setup_signals(struct server *s)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -1;
+	s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	return s->sig_fd < 0 ? -1 : 0;
+}
+
+static void conn_close(struct server *s, size_t i)
+{
+	s->nconns_kind[s->conns[i].kind == REQ_ADMIN]--;
+	close(s->conns[i].fd);
+	peer_release(&s->conns[i].peer);
+	s->conns[i] = s->conns[s->nconns - 1];
+	s->nconns--;
+}
+
+static void accept_one(struct server *s, enum req_socket kind)
+{
+	int lfd = s->listen_fd[kind == REQ_ADMIN ? 1 : 0];
+	struct timespec now;
+	struct conn *c;
+	char err[256];
+	int fd;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn("accept");
+		return;
+	}
+	if (s->nconns_kind[kind == REQ_ADMIN] ==
+	    (kind == REQ_ADMIN ? MAX_ADMIN_CONNS : MAX_CONNS - MAX_ADMIN_CONNS)) {
+		log_warnx("%s socket: %zu connections are open: refusing another",
+			  kind == REQ_ADMIN ? "admin" : "instance",
+			  s->nconns_kind[kind == REQ_ADMIN]);
+		close(fd);
+		return;
+	}
+	clock_gettime(CLOCK_BOOTTIME, &now);
+	c = &s->conns[s->nconns];
+	if (peer_identify(fd, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, &c->peer, err,
+			  sizeof(err)) < 0) {
+		log_info("%s socket: connection refused: %s",
+			 kind == REQ_ADMIN ? "admin" : "instance", err);
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->kind = kind;
+	s->nconns++;
+	s->nconns_kind[kind == REQ_ADMIN]++;
+	log_debug("%s socket: connection from pid %ld uid %lu%s%s",
+		  kind == REQ_ADMIN ? "admin" : "instance", (long)c->peer.pid,
+		  (unsigned long)c->peer.uid, c->peer.has_label ? " label " : "",
+		  c->peer.has_label ? c->peer.label : "");
+}
+
+/* Serve one datagram on connection i; -1: close it. */
+static int serve(struct server *s, size_t i)
+{
+	struct conn *c = &s->conns[i];
+	struct requester who = {.peer = &c->peer};
+	bool truncated;
+	ssize_t n;
+	size_t len;
+	int rc;
+
+	n = seqpacket_recv(c->fd, s->rbuf, MGR_MAX_MSG + 1, &truncated, &who.sender_pid);
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -1;
+	if (n == 0)
+		return -1;
+	len = mgrd_process(&s->d, c->kind, &who, s->rbuf, truncated ? MGR_MAX_MSG : (size_t)n,
+			   truncated, s->wbuf);
+	if (len == 0)
+		return -1;
+	rc = seqpacket_send(c->fd, s->wbuf, len);
+	OPENSSL_cleanse(s->wbuf, len); /* an open's response holds a state key */
+	if (rc < 0)
+		log_info("cannot answer pid %ld: %s", (long)c->peer.pid, strerror(errno));
+	return rc;
+}
+
+static int grow_pfds(struct server *s, size_t n)
+{
+	struct pollfd *p;
+
+	if (n <= s->pfds_cap)
+		return 0;
+	p = realloc(s->pfds, n * sizeof(*p));
+	if (!p)
+		return -1;
+	s->pfds = p;
+	s->pfds_cap = n;
+	return 0;
+}
+
+enum { P_SIG, P_INST, P_ADMIN, P_FIXED };
+
+static int run(struct server *s)
+{
+	struct mgrd *d = &s->d;
+
+	for (;;) {
+		size_t n = P_FIXED + s->nconns + d->inst.n + d->labels.n, i, k;
+		size_t conn0 = P_FIXED, pid0 = P_FIXED + s->nconns, nconns = s->nconns;
+		bool reap = false;
+
+		if (grow_pfds(s, n) < 0) {
+			log_warnx("out of memory");
+			return EXIT_START;
+		}
+		s->pfds[P_SIG] = (struct pollfd){.fd = s->sig_fd, .events = POLLIN};
+		s->pfds[P_INST] = (struct pollfd){.fd = s->listen_fd[0], .events = POLLIN};
+		s->pfds[P_ADMIN] = (struct pollfd){.fd = s->listen_fd[1], .events = POLLIN};
+		for (i = 0; i < s->nconns; i++)
+			s->pfds[conn0 + i] =
+			    (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
+		for (i = 0, k = pid0; i < d->inst.n; i++, k++)
+			s->pfds[k] = (struct pollfd){.fd = d->inst.v[i].pidfd, .events = POLLIN};
+		for (i = 0; i < d->labels.n; i++, k++)
+			s->pfds[k] = (struct pollfd){.fd = d->labels.v[i].pidfd, .events = POLLIN};
+		if (poll(s->pfds, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("poll");
+			return EXIT_START;
+		}
+		if (s->pfds[P_SIG].revents) {
+			struct signalfd_siginfo si;
+			if (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				log_info("signal %u: shutting down", si.ssi_signo);
+				return EXIT_OK;
+			}
+		}
+		for (k = pid0; k < n; k++)
+			reap |= s->pfds[k].revents != 0;
+		/* exited processes first: what they held is free (and audited) before any
+		 * request of this round looks */
+		if (reap) {
+			instances_reap(&d->inst, instance_exited, d);
+			labels_reap(&d->labels);
+		}
+		/* connections, last first: closing one moves the last into its slot */
+		for (i = nconns; i-- > 0;) {
+			short ev = s->pfds[conn0 + i].revents;
+
+			if (!ev)
+				continue;
+			if ((ev & POLLIN) ? serve(s, i) < 0 : true)
+				conn_close(s, i);
+		}
+		if (s->pfds[P_INST].revents)
+			accept_one(s, REQ_INSTANCE);
+		if (s->pfds[P_ADMIN].revents)
+			accept_one(s, REQ_ADMIN);
+	}
+}
+
+static int start(struct server *s)
+{
+	struct mgrd *d = &s->d;
+	int rc;
+
+	umask(077);
+	if (d->opts.daemon && daemon_start(s) < 0)
+		return EXIT_START;
+	/* keys live in locked memory; no core dumps, no ptrace by non-root */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		log_warn("prctl(PR_SET_DUMPABLE)");
+	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+		log_warn("mlockall: keys may be swapped out");
+	if (d->opts.admin_group) {
+		struct group *gr = getgrnam(d->opts.admin_group);
+
+		if (!gr) {
+			log_warnx("--admin-group %s: no such group", d->opts.admin_group);
+			return EXIT_START;
+		}
+		d->have_admin_gid = true;
+		d->admin_gid = gr->gr_gid;
+	}
+	s->rbuf = malloc(MGR_MAX_MSG + 1);
+	s->wbuf = malloc(MGR_MAX_MSG);
+	d->msg = malloc(sizeof(*d->msg));
+	d->req = malloc(sizeof(*d->req));
+	if (!s->rbuf || !s->wbuf || !d->msg || !d->req) {
+		log_warnx("out of memory");
+		return EXIT_START;
+	}
+	rc = open_store_and_tpm(d);
+	if (rc != EXIT_OK)
+		return rc;
+	if (open_sockets(s) < 0 || setup_signals(s) < 0)
+		return EXIT_START;
+	if (write_pid(d->opts.pid_file) < 0)
+		return EXIT_START;
+	log_info("ready: instance socket %s, admin socket %s, store %s", d->opts.instance_socket,
+		 d->opts.admin_socket, d->opts.store);
+	daemon_ready(s, EXIT_OK);
+	return EXIT_OK;
+}
+
+static void cleanup(struct server *s)
+{
+	struct mgrd *d = &s->d;
+
+	while (s->nconns > 0)
+		conn_close(s, s->nconns - 1);
+	for (int i = 0; i < 2; i++)
+		if (s->listen_fd[i] >= 0)
+			close(s->listen_fd[i]);
+	if (s->sockets_made) {
+		unlink(d->opts.instance_socket);
+		unlink(d->opts.admin_socket);
+	}
+	if (d->opts.pid_file && s->sockets_made)
+		unlink(d->opts.pid_file);
+	if (s->sig_fd >= 0)
+		close(s->sig_fd);
+	instances_free(&d->inst);
+	labels_free(&d->labels);
+	store_close(d->store);
+	host_tpm_close(d->tpm);
+	OPENSSL_cleanse(d->root_key, sizeof(d->root_key));
+	free(s->rbuf);
+	free(s->wbuf);
+	free(s->pfds);
+	free(d->msg);
+	free(d->req);
+}
+
+int main(int argc, char **argv)
+{
+	static struct server s;
+	char err[512];
+	int rc;
+
+	s.sig_fd = s.listen_fd[0] = s.listen_fd[1] = s.ready_fd = -1;
+	log_init("vtpmmgrd", 2, LOG_LVL_INFO);
+	if (mgrd_parse_args(argc, argv, &s.d.opts, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vtpmmgrd: %s\n", err);
+		return EXIT_START;
+	}
+	if (s.d.opts.help) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (s.d.opts.version) {
+		printf("vtpmmgrd %s (vTPM manager; store schema %d)\n", VTPMMGRD_VERSION,
+		       STORE_SCHEMA_VERSION);
+		return EXIT_OK;
+	}
+	if (setup_log(&s.d.opts) < 0)
+		return EXIT_START;
+	rc = start(&s);
+	if (rc == EXIT_OK)
+		rc = run(&s);
+	else
+		daemon_ready(&s, rc);
+	cleanup(&s);
+	return rc;
+}

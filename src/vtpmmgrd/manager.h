@@ -1,0 +1,98 @@
+/*
+ * manager.h — vtpmmgrd's state, shared by its request handlers (admin.c, instance.c) and its
+ * event loop (main.c), and the reply a handler fills in.
+ *
+ * Single-threaded: one request is handled at a time, to its end, by one handler.
+ */
+#ifndef VTPM_MANAGER_H
+#define VTPM_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/mgr_proto.h"
+#include "vtpmmgrd/instances.h"
+#include "vtpmmgrd/keys.h"
+#include "vtpmmgrd/labels.h"
+#include "vtpmmgrd/options.h"
+#include "vtpmmgrd/peer_identity.h"
+#include "vtpmmgrd/request.h"
+#include "vtpmmgrd/rollback.h"
+
+struct host_tpm;
+struct store;
+
+struct mgrd {
+	struct mgrd_opts opts;
+	struct store *store;
+	struct host_tpm *tpm;
+	bool provisioned;
+	uint8_t root_key[KEYS_KEY_LEN]; /* valid while provisioned; memory is locked */
+	uint32_t pcr_mask;
+	int64_t host_created;
+	struct rollback rb; /* rb.nv_index: the index in use (provisioned) */
+	struct labels labels;
+	struct instances inst;
+	bool have_admin_gid;
+	gid_t admin_gid;
+	struct mgr_msg *msg;	 /* scratch: the request being parsed */
+	struct mgr_request *req; /* scratch: the request decoded */
+};
+
+/* Who sent a request: the connection's pinned peer and, per message, the pid the kernel
+ * attached (SCM_CREDENTIALS; 0 if none). */
+struct requester {
+	const struct peer *peer;
+	pid_t sender_pid;
+};
+
+#define REPLY_MSG_MAX 768
+
+struct mgr_reply {
+	struct mgr_builder b; /* STATUS OK is already in it when a handler starts */
+	uint32_t status;
+	char msg[REPLY_MSG_MAX]; /* why, when status != MGR_OK */
+	bool audited;		 /* the store wrote this request's audit row already */
+	bool no_audit;		 /* a successful request that is not audited (commit) */
+	char subject[STORE_SUBJECT_MAX + 1];
+	char note[STORE_RESULT_MAX + 1]; /* detail of a success for the audit row */
+};
+
+/* Set a failure: status and message; returns status. */
+uint32_t reply_fail(struct mgr_reply *r, uint32_t status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A text field with control bytes replaced by '?', cut to MGR_MAX_TEXT; empty: omitted. */
+void reply_text(struct mgr_builder *b, uint16_t tag, const char *s);
+/* Map a store error to a status (logical refusals to their own, the rest MGR_ERR_STORE). */
+uint32_t reply_store_status(int store_rc);
+/* Begin and end a list record so that one that does not fit is taken back: list_begin
+ * returns the position to restore; list_end returns false (and restores) if it overflowed. */
+size_t reply_record_begin(struct mgr_builder *b);
+bool reply_record_end(struct mgr_builder *b, size_t saved);
+
+/* Handlers. The request is decoded; the requester was identified at accept. */
+void admin_handle(struct mgrd *d, const struct requester *who, const struct mgr_request *req,
+		  struct mgr_reply *r);
+/* 0 if the peer may use the admin socket, else a message in err. */
+int admin_permitted(struct mgrd *d, const struct peer *p, char *err, size_t errlen);
+void instance_handle(struct mgrd *d, const struct requester *who, const struct mgr_request *req,
+		     struct mgr_reply *r);
+/* Audit the exit of an instance (instances_reap callback; arg is the struct mgrd). */
+void instance_exited(const struct instance *in, void *arg);
+
+/*
+ * Process one datagram received on a socket of kind (dispatch.c): parse, decode, check the
+ * socket and (admin) the peer's right, run the handler, audit, and build the response into
+ * out (MGR_MAX_MSG bytes). truncated: the datagram was longer than MGR_MAX_MSG. Returns the
+ * response's length; 0 if no response can be built (the connection is then closed).
+ */
+size_t mgrd_process(struct mgrd *d, enum req_socket kind, const struct requester *who,
+		    const uint8_t *in, size_t inlen, bool truncated, uint8_t *out);
+
+/* Before and after a store change (rollback.h). Return MGR_OK or set a failure in r. */
+uint32_t mgrd_write_begin(struct mgrd *d, struct mgr_reply *r);
+uint32_t mgrd_write_end(struct mgrd *d, struct mgr_reply *r);
+
+#endif

@@ -1,0 +1,192 @@
+#include "vtpmmgrd/options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "vtpmmgrd/host_tpm.h"
+
+enum {
+	OPT_TCTI = 256,
+	OPT_STORE,
+	OPT_INSTANCE_SOCKET,
+	OPT_ADMIN_SOCKET,
+	OPT_ADMIN_GROUP,
+	OPT_NV_INDEX,
+	OPT_LOG,
+	OPT_PID,
+};
+
+static const struct option longopts[] = {
+    {"tcti", required_argument, NULL, OPT_TCTI},
+    {"store", required_argument, NULL, OPT_STORE},
+    {"instance-socket", required_argument, NULL, OPT_INSTANCE_SOCKET},
+    {"admin-socket", required_argument, NULL, OPT_ADMIN_SOCKET},
+    {"admin-group", required_argument, NULL, OPT_ADMIN_GROUP},
+    {"nv-index", required_argument, NULL, OPT_NV_INDEX},
+    {"log", required_argument, NULL, OPT_LOG},
+    {"pid", required_argument, NULL, OPT_PID},
+    {"daemon", no_argument, NULL, 'd'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'v'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_u32(const char *s, uint32_t *v)
+{
+	unsigned long long x;
+	char *end;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	x = strtoull(s, &end, 0);
+	if (errno || *end || x > UINT32_MAX)
+		return -1;
+	*v = (uint32_t)x;
+	return 0;
+}
+
+/* --log file=PATH[,level=N] | level=N: the path is everything after "file=" up to a
+ * ",level=" (so a path may hold commas otherwise). */
+static int parse_log(char *arg, struct mgrd_opts *o, char *err, size_t errlen)
+{
+	char *lvl = NULL, *file = NULL;
+	uint32_t n;
+
+	if (strncmp(arg, "file=", 5) == 0) {
+		file = arg + 5;
+		lvl = strstr(file, ",level=");
+		if (lvl) {
+			*lvl = '\0';
+			lvl += 7;
+		}
+	} else if (strncmp(arg, "level=", 6) == 0) {
+		lvl = arg + 6;
+		if (strstr(lvl, ",file=")) {
+			snprintf(err, errlen, "--log: write file=PATH first, then level=N");
+			return -1;
+		}
+	} else {
+		snprintf(err, errlen, "--log '%s': expected file=PATH[,level=N] or level=N", arg);
+		return -1;
+	}
+	if (file) {
+		if (!*file) {
+			snprintf(err, errlen, "--log: file= needs a path");
+			return -1;
+		}
+		o->log_file = file;
+	}
+	if (lvl) {
+		if (parse_u32(lvl, &n) < 0 || n > LOG_LVL_DEBUG) {
+			snprintf(
+			    err, errlen,
+			    "--log: level '%s' is not 0 (errors), 1 (warnings), 2 (information) "
+			    "or 3 (debug)",
+			    lvl);
+			return -1;
+		}
+		o->log_level = (int)n;
+	}
+	return 0;
+}
+
+static int nonempty(const char *opt, const char *v, char *err, size_t errlen)
+{
+	if (*v)
+		return 0;
+	snprintf(err, errlen, "%s needs a non-empty value", opt);
+	return -1;
+}
+
+int mgrd_parse_args(int argc, char **argv, struct mgrd_opts *o, char *err, size_t errlen)
+{
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->tcti = MGRD_DEFAULT_TCTI;
+	o->store = MGRD_DEFAULT_STORE;
+	o->instance_socket = MGRD_DEFAULT_INSTANCE_SOCKET;
+	o->admin_socket = MGRD_DEFAULT_ADMIN_SOCKET;
+	o->nv_index = MGRD_DEFAULT_NV_INDEX;
+	o->log_level = LOG_LVL_INFO;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":dhv", longopts, NULL)) != -1) {
+		const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+
+		switch (c) {
+		case OPT_TCTI:
+			if (nonempty("--tcti", optarg, err, errlen) < 0)
+				return -1;
+			o->tcti = optarg;
+			break;
+		case OPT_STORE:
+			if (nonempty("--store", optarg, err, errlen) < 0)
+				return -1;
+			o->store = optarg;
+			break;
+		case OPT_INSTANCE_SOCKET:
+			if (nonempty("--instance-socket", optarg, err, errlen) < 0)
+				return -1;
+			o->instance_socket = optarg;
+			break;
+		case OPT_ADMIN_SOCKET:
+			if (nonempty("--admin-socket", optarg, err, errlen) < 0)
+				return -1;
+			o->admin_socket = optarg;
+			break;
+		case OPT_ADMIN_GROUP:
+			if (nonempty("--admin-group", optarg, err, errlen) < 0)
+				return -1;
+			o->admin_group = optarg;
+			break;
+		case OPT_NV_INDEX:
+			if (parse_u32(optarg, &o->nv_index) < 0 ||
+			    o->nv_index < HOST_TPM_NV_FIRST || o->nv_index > HOST_TPM_NV_LAST) {
+				snprintf(err, errlen,
+					 "--nv-index '%s': not an NV index in the owner range "
+					 "0x%08x..0x%08x",
+					 optarg, HOST_TPM_NV_FIRST, HOST_TPM_NV_LAST);
+				return -1;
+			}
+			o->nv_index_given = true;
+			break;
+		case OPT_LOG:
+			if (parse_log(optarg, o, err, errlen) < 0)
+				return -1;
+			break;
+		case OPT_PID:
+			if (strncmp(optarg, "file=", 5) != 0 || !optarg[5]) {
+				snprintf(err, errlen, "--pid '%s': expected file=PATH", optarg);
+				return -1;
+			}
+			o->pid_file = optarg + 5;
+			break;
+		case 'd':
+			o->daemon = true;
+			break;
+		case 'h':
+			o->help = true;
+			break;
+		case 'v':
+			o->version = true;
+			break;
+		case ':':
+			snprintf(err, errlen, "option %s needs a value", name);
+			return -1;
+		default:
+			snprintf(err, errlen, "unknown option %s (see --help)", name);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+		return -1;
+	}
+	return 0;
+}

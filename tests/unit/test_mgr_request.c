@@ -1,0 +1,212 @@
+/* vtpmmgrd's request decoders (src/vtpmmgrd/request): per-type field rules, precise errors. */
+#include <string.h>
+
+#include "common/mgr_proto.h"
+#include "unit.h"
+#include "vtpmmgrd/request.h"
+
+static uint8_t buf[MGR_MAX_MSG];
+static struct mgr_msg m;
+static struct mgr_request r;
+static char err[512];
+
+static const uint8_t uuid[16] = {1, 2, 3, 4, 5, 6, 0x47, 8, 0x89, 10, 11, 12, 13, 14, 15, 16};
+
+/* Parse what b holds and decode it; returns the decoder's result. */
+static int decode(struct mgr_builder *b)
+{
+	size_t n = mgr_build_finish(b);
+
+	err[0] = '\0';
+	if (n == 0 || mgr_parse(buf, n, &m, err, sizeof(err)) < 0)
+		return 99;
+	return mgr_request_decode(&m, &r, err, sizeof(err));
+}
+
+static bool says(const char *what)
+{
+	return strstr(err, what) != NULL;
+}
+
+static void test_instance_requests(void)
+{
+	struct mgr_builder b;
+	uint8_t digest[32];
+
+	memset(digest, 7, sizeof(digest));
+	unit_begin("request: open, commit, close");
+	mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	CHECK(decode(&b) == REQ_OK && memcmp(r.u.inst.uuid, uuid, 16) == 0);
+	CHECK(mgr_request_socket(MGR_OPEN) == REQ_INSTANCE);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN);
+	CHECK(decode(&b) == REQ_MALFORMED && says("open: the field 'uuid' is missing"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	CHECK(decode(&b) == REQ_MALFORMED && says("field 'uuid' is given twice"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_u32(&b, MGR_F_PID, 1);
+	CHECK(decode(&b) == REQ_MALFORMED && says("open: takes no field 'pid'"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_COMMIT);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_u64(&b, MGR_F_VERSION, 42);
+	mgr_put_bytes(&b, MGR_F_DIGEST, digest, 32);
+	CHECK(decode(&b) == REQ_OK && r.u.inst.version == 42 && r.u.inst.digest[31] == 7);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_COMMIT);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_u64(&b, MGR_F_VERSION, 42);
+	CHECK(decode(&b) == REQ_MALFORMED && says("'digest' is missing"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_CLOSE);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	CHECK(decode(&b) == REQ_OK);
+	unit_end();
+}
+
+static void test_unknown(void)
+{
+	struct mgr_builder b;
+
+	unit_begin("request: unknown and response types are refused");
+	mgr_build_init(&b, buf, sizeof(buf), 0x7777);
+	CHECK(decode(&b) == REQ_UNKNOWN_TYPE && says("0x7777 is not a request"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN | MGR_RESPONSE);
+	CHECK(decode(&b) == REQ_UNKNOWN_TYPE);
+	CHECK(mgr_request_socket(0x7777) == 0 && strcmp(mgr_request_name(0x7777), "unknown") == 0);
+	unit_end();
+}
+
+static void test_host(void)
+{
+	struct mgr_builder b;
+
+	unit_begin("request: host-init mask range, force; reseal's optional mask");
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_INIT);
+	mgr_put_u32(&b, MGR_F_PCR_MASK, 0x10081);
+	mgr_put_flag(&b, MGR_F_FORCE);
+	CHECK(decode(&b) == REQ_OK && r.u.host_init.pcr_mask == 0x10081 && r.u.host_init.force);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_INIT);
+	mgr_put_u32(&b, MGR_F_PCR_MASK, 0);
+	CHECK(decode(&b) == REQ_MALFORMED && says("PCR mask 0x0"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_INIT);
+	mgr_put_u32(&b, MGR_F_PCR_MASK, 0x1000000);
+	CHECK(decode(&b) == REQ_MALFORMED && says("PCR mask 0x1000000"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_INIT);
+	CHECK(decode(&b) == REQ_MALFORMED && says("'pcr-mask' is missing"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_RESEAL);
+	CHECK(decode(&b) == REQ_OK && !r.u.host_reseal.has_mask);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_STATUS);
+	mgr_put_flag(&b, MGR_F_FORCE);
+	CHECK(decode(&b) == REQ_MALFORMED && says("host-status: takes no field 'force'"));
+	unit_end();
+}
+
+static void test_group_create(void)
+{
+	struct mgr_builder b;
+	uint8_t d1[32], d2[32];
+	char name[80];
+	int i;
+
+	memset(d1, 1, 32);
+	memset(d2, 2, 32);
+	unit_begin("request: group-create patterns, digests, name");
+	mgr_build_init(&b, buf, sizeof(buf), MGR_GROUP_CREATE);
+	mgr_put_text(&b, MGR_F_NAME, "g1");
+	mgr_put_text(&b, MGR_F_PATTERN, "*:vm_r:vtpm_t");
+	mgr_put_text(&b, MGR_F_PATTERN, "a:b:c:s0");
+	mgr_put_bytes(&b, MGR_F_BIN_DIGEST, d1, 32);
+	mgr_put_bytes(&b, MGR_F_BIN_DIGEST, d2, 32);
+	CHECKF(decode(&b) == REQ_OK, "%s", err);
+	CHECK(r.u.group_create.npatterns == 2 && r.u.group_create.ndigests == 2 &&
+	      !r.u.group_create.any_digest && strcmp(r.u.group_create.name, "g1") == 0 &&
+	      strcmp(r.u.group_create.patterns[1], "a:b:c:s0") == 0);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_GROUP_CREATE);
+	mgr_put_text(&b, MGR_F_NAME, "g1");
+	mgr_put_text(&b, MGR_F_PATTERN, "a:b:c");
+	mgr_put_bytes(&b, MGR_F_BIN_DIGEST, d1, 32);
+	mgr_put_bytes(&b, MGR_F_BIN_DIGEST, d1, 32);
+	CHECK(decode(&b) == REQ_MALFORMED && says("binary digest 1 repeats digest 0"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_GROUP_CREATE);
+	mgr_put_text(&b, MGR_F_NAME, "g1");
+	mgr_put_text(&b, MGR_F_PATTERN, "a:b*:c");
+	mgr_put_flag(&b, MGR_F_ANY_DIGEST);
+	CHECK(decode(&b) == REQ_MALFORMED && says("pattern 'a:b*:c'"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_GROUP_CREATE);
+	mgr_put_text(&b, MGR_F_NAME, "g1");
+	mgr_put_text(&b, MGR_F_PATTERN, "a:b:c");
+	mgr_put_flag(&b, MGR_F_ANY_DIGEST);
+	mgr_put_flag(&b, MGR_F_ANY_DIGEST);
+	CHECK(decode(&b) == REQ_MALFORMED && says("'any-digest' is given twice"));
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	mgr_build_init(&b, buf, sizeof(buf), MGR_GROUP_CREATE);
+	mgr_put_text(&b, MGR_F_NAME, name);
+	mgr_put_text(&b, MGR_F_PATTERN, "a:b:c");
+	mgr_put_flag(&b, MGR_F_ANY_DIGEST);
+	CHECK(decode(&b) == REQ_MALFORMED && says("has 79 bytes, at most 64"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_GROUP_CREATE);
+	mgr_put_text(&b, MGR_F_NAME, "g");
+	for (i = 0; i < 65; i++) {
+		snprintf(name, sizeof(name), "u%d:r:t", i);
+		mgr_put_text(&b, MGR_F_PATTERN, name);
+	}
+	mgr_put_flag(&b, MGR_F_ANY_DIGEST);
+	CHECK(decode(&b) == REQ_MALFORMED && says("more than 64 patterns"));
+	unit_end();
+}
+
+static void test_refs_and_lists(void)
+{
+	struct mgr_builder b;
+
+	unit_begin("request: groups by name or UUID, lists, labels, audit count");
+	mgr_build_init(&b, buf, sizeof(buf), MGR_GROUP_SHOW);
+	mgr_put_text(&b, MGR_F_NAME, "g1");
+	CHECK(decode(&b) == REQ_OK && !r.u.group.by_uuid && strcmp(r.u.group.name, "g1") == 0);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_VTPM_CREATE);
+	mgr_put_bytes(&b, MGR_F_GROUP_UUID, uuid, 16);
+	CHECK(decode(&b) == REQ_OK && r.u.group.by_uuid);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_GROUP_DELETE);
+	mgr_put_text(&b, MGR_F_NAME, "g1");
+	mgr_put_bytes(&b, MGR_F_GROUP_UUID, uuid, 16);
+	CHECK(decode(&b) == REQ_MALFORMED && says("not both"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_VTPM_CREATE);
+	CHECK(decode(&b) == REQ_MALFORMED && says("the group is missing"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_VTPM_LIST);
+	CHECK(decode(&b) == REQ_OK && !r.u.list.has_group && r.u.list.offset == 0);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_VTPM_LIST);
+	mgr_put_text(&b, MGR_F_NAME, "g1");
+	mgr_put_u32(&b, MGR_F_OFFSET, 5);
+	CHECK(decode(&b) == REQ_OK && r.u.list.has_group && r.u.list.offset == 5);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_LABEL_REGISTER);
+	mgr_put_u32(&b, MGR_F_PID, 42);
+	mgr_put_text(&b, MGR_F_LABEL, "guest1_u:vm_r:vtpm_t:s0:c1,c2");
+	CHECK(decode(&b) == REQ_OK && r.u.label_reg.pid == 42);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_LABEL_REGISTER);
+	mgr_put_u32(&b, MGR_F_PID, 42);
+	mgr_put_text(&b, MGR_F_LABEL, "*:vm_r:vtpm_t");
+	CHECK(decode(&b) == REQ_MALFORMED && says("label '*:vm_r:vtpm_t'"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_LABEL_REGISTER);
+	mgr_put_u32(&b, MGR_F_PID, 0x80000000u);
+	mgr_put_text(&b, MGR_F_LABEL, "a:b:c");
+	CHECK(decode(&b) == REQ_MALFORMED && says("is not a process id"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_AUDIT_LIST);
+	CHECK(decode(&b) == REQ_OK && r.u.audit.count == REQ_AUDIT_DEFAULT);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_AUDIT_LIST);
+	mgr_put_u32(&b, MGR_F_COUNT, 1001);
+	CHECK(decode(&b) == REQ_MALFORMED && says("count 1001 is outside 1..1000"));
+	CHECK(mgr_request_socket(MGR_AUDIT_LIST) == REQ_ADMIN);
+	unit_end();
+}
+
+int main(void)
+{
+	test_instance_requests();
+	test_unknown();
+	test_host();
+	test_group_create();
+	test_refs_and_lists();
+	return unit_exit();
+}
