@@ -18,6 +18,8 @@ LDFLAGS ?=
 LIBS_VTPMD := -ltpms -lcrypto
 LIBS_MGR := -ltss2-esys -ltss2-mu -ltss2-tctildr -ltss2-rc -lcrypto -lsqlite3
 FUZZ_SECONDS ?= 30
+# V=1 shows every compiler command.
+Q := $(if $(filter 1,$(V)),,@)
 
 COMMON_SRC := $(sort $(wildcard src/common/*.c))
 VTPMD_SRC := $(sort $(filter-out src/vtpmd/main.c,$(wildcard src/vtpmd/*.c)))
@@ -48,32 +50,40 @@ deps-build:
 
 $(BUILD)/%.o: %.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/vtpmd: $(BUILD)/src/vtpmd/main.o $(VTPMD_OBJ) $(COMMON_OBJ)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_VTPMD)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_VTPMD)
 
 $(BUILD)/vtpmctl: $(VTPMCTL_OBJ) $(COMMON_OBJ)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_CTL)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_CTL)
 
 $(BUILD)/vtpmmgrd: $(BUILD)/src/vtpmmgrd/main.o $(VTPMMGRD_OBJ) $(COMMON_OBJ)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_MGR)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_MGR)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD) $(LIBS_MGR)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD) $(LIBS_MGR)
 
 $(BUILD)/tests/tools/%: tests/tools/%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
 
 $(MGR_TOOL_BIN): $(BUILD)/tests/tools/%: tests/tools/%.c $(VTPMMGRD_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
 
 $(BUILD)/bench/%: bench/%.c bench/tpmcmd.h $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -97,10 +107,12 @@ fuzz-build:
 # Harnesses of the manager's request path link the vtpmmgrd objects.
 build-fuzz/fuzz_mgr_%: tests/fuzz/fuzz_mgr_%.c $(VTPMMGRD_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(VTPMD_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD)
 
 bench: deps
 	@$(MAKE) --no-print-directory all
