@@ -205,6 +205,7 @@ static uint32_t do_close(struct mgrd *d, const struct requester *who, const stru
 	instances_remove(&d->inst, req->u.inst.uuid);
 	uuid_format(req->u.inst.uuid, u);
 	log_info("vTPM %s closed by pid %ld", u, (long)who->peer->pid);
+	r->no_audit = true; /* the open was audited; a clean close is routine */
 	return MGR_OK;
 }
 

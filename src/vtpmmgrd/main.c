@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,7 +34,9 @@
 #include "vtpmmgrd/store.h"
 
 #define VTPMMGRD_VERSION "0.1.0"
-#define MAX_CONNS	 256
+/* Every running vtpmd keeps its connection (and the manager a pidfd for it): size for a few
+ * thousand guests per host. */
+#define MAX_CONNS	 8192
 #define MAX_ADMIN_CONNS	 32 /* kept apart, so instance clients cannot crowd out admins */
 
 enum {
@@ -55,7 +58,8 @@ struct server {
 	struct mgrd d;
 	int sig_fd;
 	int listen_fd[2]; /* [0] instance, [1] admin */
-	struct conn conns[MAX_CONNS];
+	struct conn *conns; /* grows by doubling up to MAX_CONNS */
+	size_t conns_cap;
 	size_t nconns;
 	size_t nconns_kind[2]; /* [0] instance, [1] admin */
 	uint8_t *rbuf;	       /* MGR_MAX_MSG + 1 */
@@ -425,6 +429,17 @@ static void accept_one(struct server *s, enum req_socket kind)
 		close(fd);
 		return;
 	}
+	if (s->nconns == s->conns_cap) {
+		size_t cap = s->conns_cap ? 2 * s->conns_cap : 64;
+		struct conn *nc = realloc(s->conns, cap * sizeof(*nc));
+		if (!nc) {
+			log_warnx("out of memory for another connection");
+			close(fd);
+			return;
+		}
+		s->conns = nc;
+		s->conns_cap = cap;
+	}
 	clock_gettime(CLOCK_BOOTTIME, &now);
 	c = &s->conns[s->nconns];
 	if (peer_identify(fd, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, &c->peer, err,
@@ -546,12 +561,26 @@ static int run(struct server *s)
 	}
 }
 
+/* Each instance costs the manager two descriptors (its connection and its pidfd): lift the
+ * soft limit to the hard one so a host full of guests does not hit the default 1024. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("setrlimit(RLIMIT_NOFILE)");
+	}
+}
+
 static int start(struct server *s)
 {
 	struct mgrd *d = &s->d;
 	int rc;
 
 	umask(077);
+	raise_fd_limit();
 	if (d->opts.daemon && daemon_start(s) < 0)
 		return EXIT_START;
 	/* keys live in locked memory; no core dumps, no ptrace by non-root */
@@ -596,6 +625,7 @@ static void cleanup(struct server *s)
 
 	while (s->nconns > 0)
 		conn_close(s, s->nconns - 1);
+	free(s->conns);
 	for (int i = 0; i < 2; i++)
 		if (s->listen_fd[i] >= 0)
 			close(s->listen_fd[i]);
