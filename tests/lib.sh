@@ -9,7 +9,10 @@ VTPM_TOP=${VTPM_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$VTPM_TOP/$BUILD ;; esac
 VTPMD=${VTPMD:-$BUILD/vtpmd}
-_t_pids=() _t_dirs=() _t_failed=0
+_t_pids=() _t_failed=0
+# Scratch directories live under one root made here, in the test's own shell: t_tmpdir runs
+# in $( ) subshells, which cannot add to a list the exit trap would see.
+_t_root=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-t.XXXXXX")
 
 t_pass() { echo "PASS: $1"; }
 t_fail() { echo "FAIL: $1: ${2:-failed}"; _t_failed=1; }
@@ -40,10 +43,7 @@ need_tool() {
 }
 
 t_tmpdir() {
-  local d
-  d=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-t.XXXXXX")
-  _t_dirs+=("$d")
-  echo "$d"
+  mktemp -d "$_t_root/d.XXXXXX"
 }
 
 # bg_start CMD...: start CMD in the background, remember its PID in BG_PID.
@@ -89,7 +89,7 @@ _t_cleanup() {
   local p d
   for p in "${_t_pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
   for p in "${_t_pids[@]}"; do wait "$p" 2>/dev/null; done
-  for d in "${_t_dirs[@]}"; do rm -rf "$d"; done
+  rm -rf "$_t_root"
 }
 trap _t_cleanup EXIT
 trap 'exit 130' INT TERM

@@ -557,7 +557,7 @@ static int setup_signals(struct vtpmd *d)
 	return d->sig_fd < 0 ? -1 : 0;
 }
 
-enum { P_SIG, P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_N };
+enum { P_SIG, P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_MGR, P_N };
 
 static int run(struct vtpmd *d)
 {
@@ -572,6 +572,7 @@ static int run(struct vtpmd *d)
 		p[P_DATA_LISTEN] = (struct pollfd){
 			.fd = d->ctrl.data_fd < 0 ? d->data_listen : -1, .events = POLLIN};
 		p[P_DATA] = (struct pollfd){.fd = d->ctrl.data_fd, .events = POLLIN};
+		p[P_MGR] = (struct pollfd){.fd = mgr_client_fd(d->mgr), .events = POLLIN};
 		if (poll(p, P_N, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -583,6 +584,13 @@ static int run(struct vtpmd *d)
 			if (read(d->sig_fd, &si, sizeof(si)) == sizeof(si))
 				log_info("signal %u: shutting down", si.ssi_signo);
 			return 0;
+		}
+		if (p[P_MGR].revents) {
+			/* A restarted manager does not know this instance: running on would let a
+			 * second instance of the vTPM start, and no write could be reported. */
+			log_warnx("vTPM %s: the manager closed its connection; stopping",
+				  d->opts.uuid);
+			return 1;
 		}
 		if (p[P_DATA].revents && data_serve(d) < 0) {
 			data_close(d);

@@ -145,6 +145,11 @@ int mgr_client_commit(void *client, const struct state_slot_info *info)
 	return 0;
 }
 
+int mgr_client_fd(const struct mgr_client *c)
+{
+	return c ? c->fd : -1;
+}
+
 void mgr_client_close(struct mgr_client *c)
 {
 	struct mgr_builder b;

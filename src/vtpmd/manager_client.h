@@ -29,6 +29,9 @@ int mgr_client_open(struct mgr_client **out, const char *socket_path, const uint
 /* Report a durable commit; 0 once the manager recorded it. Usable as an engine hook. */
 int mgr_client_commit(void *client, const struct state_slot_info *info);
 void mgr_client_close(struct mgr_client *c);
+/* The connection, for the poll loop: the manager never speaks unasked, so anything readable
+ * on it (a hang-up) means the manager is gone and this instance must stop. */
+int mgr_client_fd(const struct mgr_client *c);
 
 /*
  * Decide whether the state loaded from disk (file_version, file_digest; version 0 = no file)
