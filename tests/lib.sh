@@ -13,6 +13,9 @@ _t_pids=() _t_failed=0
 # Scratch directories live under one root made here, in the test's own shell: t_tmpdir runs
 # in $( ) subshells, which cannot add to a list the exit trap would see.
 _t_root=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-t.XXXXXX")
+# Traversable like /tmp, so a test may hand a subdirectory to another user (each t_tmpdir
+# is 0700 until the test opens it up).
+chmod 0755 "$_t_root"
 
 t_pass() { echo "PASS: $1"; }
 t_fail() { echo "FAIL: $1: ${2:-failed}"; _t_failed=1; }
