@@ -586,19 +586,20 @@ out:
 
 /* ---- open, close, verify --------------------------------------------------------------- */
 
-static int read_user_version(struct store *s, int *v)
+/* A query that answers with one integer (PRAGMA user_version, a count). */
+static int query_int(struct store *s, const char *sql, const char *what, int *v)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
-		return sql_fail(s, rc, "reading the schema version");
+		return sql_fail(s, rc, what);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*v = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
-		return sql_fail(s, rc, "reading the schema version");
+		return sql_fail(s, rc, what);
 	return STORE_OK;
 }
 
@@ -619,22 +620,6 @@ static int pragma_expect(struct store *s, const char *sql, const char *want)
 		return sql_fail(s, rc, sql);
 	if (strcmp(got, want) != 0)
 		return fail(s, STORE_IO, "%s: SQLite answered \"%s\", not \"%s\"", sql, got, want);
-	return STORE_OK;
-}
-
-static int count_schema_objects(struct store *s, int *n)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_schema", -1, &st, NULL);
-
-	if (rc != SQLITE_OK)
-		return sql_fail(s, rc, "reading the schema");
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW)
-		return sql_fail(s, rc, "reading the schema");
 	return STORE_OK;
 }
 
@@ -745,7 +730,7 @@ static int open_inner(struct store *s, const char *path, const char *vfs)
 			  " PRAGMA journal_size_limit = 1048576",
 			  "setting the store's pragmas");
 	if (rc == STORE_OK)
-		rc = read_user_version(s, &v);
+		rc = query_int(s, "PRAGMA user_version", "reading the schema version", &v);
 	if (rc)
 		return rc;
 	if (v > STORE_SCHEMA_VERSION)
@@ -757,7 +742,8 @@ static int open_inner(struct store *s, const char *path, const char *vfs)
 		return fail(s, STORE_CORRUPT, "the store %s has a negative schema version (%d)",
 			    path, v);
 	if (v == 0) {
-		rc = count_schema_objects(s, &nobj);
+		rc = query_int(s, "SELECT count(*) FROM sqlite_schema", "reading the schema",
+			       &nobj);
 		if (rc)
 			return rc;
 		if (nobj)
