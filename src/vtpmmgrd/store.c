@@ -742,8 +742,8 @@ static int open_inner(struct store *s, const char *path, const char *vfs)
 		return fail(s, STORE_CORRUPT, "the store %s has a negative schema version (%d)",
 			    path, v);
 	if (v == 0) {
-		rc = query_int(s, "SELECT count(*) FROM sqlite_schema", "reading the schema",
-			       &nobj);
+		rc =
+		    query_int(s, "SELECT count(*) FROM sqlite_schema", "reading the schema", &nobj);
 		if (rc)
 			return rc;
 		if (nobj)
