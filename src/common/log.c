@@ -31,7 +31,7 @@ int log_fd(void)
 }
 
 __attribute__((format(printf, 4, 0))) static void log_emit(int level, const char *tag, int errnum,
-							      const char *fmt, va_list ap)
+							   const char *fmt, va_list ap)
 {
 	char line[1024];
 	int n;

@@ -8,22 +8,22 @@
 const char *mgr_status_name(uint32_t status)
 {
 	static const char *const names[] = {
-		[MGR_OK] = "ok",
-		[MGR_ERR_MALFORMED] = "malformed request",
-		[MGR_ERR_UNKNOWN_TYPE] = "unknown request type",
-		[MGR_ERR_DENIED] = "permission denied",
-		[MGR_ERR_NOT_FOUND] = "not found",
-		[MGR_ERR_BUSY] = "in use by another instance",
-		[MGR_ERR_ROLLBACK] = "rollback detected",
-		[MGR_ERR_EXISTS] = "already exists",
-		[MGR_ERR_NOT_PROVISIONED] = "host not provisioned",
-		[MGR_ERR_HOST_TPM] = "host TPM error",
-		[MGR_ERR_STORE] = "store error",
-		[MGR_ERR_INTERNAL] = "internal error",
+	    [MGR_OK] = "ok",
+	    [MGR_ERR_MALFORMED] = "malformed request",
+	    [MGR_ERR_UNKNOWN_TYPE] = "unknown request type",
+	    [MGR_ERR_DENIED] = "permission denied",
+	    [MGR_ERR_NOT_FOUND] = "not found",
+	    [MGR_ERR_BUSY] = "in use by another instance",
+	    [MGR_ERR_ROLLBACK] = "rollback detected",
+	    [MGR_ERR_EXISTS] = "already exists",
+	    [MGR_ERR_NOT_PROVISIONED] = "host not provisioned",
+	    [MGR_ERR_HOST_TPM] = "host TPM error",
+	    [MGR_ERR_STORE] = "store error",
+	    [MGR_ERR_INTERNAL] = "internal error",
 	};
 
 	return status < sizeof(names) / sizeof(names[0]) && names[status] ? names[status]
-									   : "unknown status";
+									  : "unknown status";
 }
 
 /* Required value length per tag: >= 0 exact, -1 text, -2 nested record, -3 unknown tag,
@@ -121,8 +121,8 @@ int mgr_parse_fields(const uint8_t *buf, size_t len, struct mgr_msg *m, char *er
 			return -1;
 		}
 		if (rule >= 0 && f->len != rule) {
-			snprintf(err, errlen, "field tag %u has length %u, needs %d", f->tag, f->len,
-				 rule);
+			snprintf(err, errlen, "field tag %u has length %u, needs %d", f->tag,
+				 f->len, rule);
 			return -1;
 		}
 		if (rule == -4 && (f->len == 0 || f->len > MGR_MAX_BLOB)) {

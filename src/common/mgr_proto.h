@@ -22,12 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MGR_MAX_MSG      65536u
-#define MGR_HDR_LEN      8u
-#define MGR_MAX_FIELDS   512u
-#define MGR_RESPONSE     0x8000u
-#define MGR_MAX_TEXT     1024u
-#define MGR_MAX_BLOB     4096u /* variable-length binary fields (MGR_F_AK_PUBLIC) */
+#define MGR_MAX_MSG    65536u
+#define MGR_HDR_LEN    8u
+#define MGR_MAX_FIELDS 512u
+#define MGR_RESPONSE   0x8000u
+#define MGR_MAX_TEXT   1024u
+#define MGR_MAX_BLOB   4096u /* variable-length binary fields (MGR_F_AK_PUBLIC) */
 
 enum mgr_type {
 	/* instance socket (vtpmd) */
@@ -35,17 +35,17 @@ enum mgr_type {
 	MGR_COMMIT = 0x0102, /* UUID, VERSION, DIGEST → (status) */
 	MGR_CLOSE = 0x0103,  /* UUID → (status) */
 	/* admin socket (vtpmctl) */
-	MGR_HOST_INIT = 0x0201,   /* PCR_MASK, [FORCE] → (status) */
-	MGR_HOST_STATUS = 0x0202, /* → RECORD fields of the host */
-	MGR_HOST_RESEAL = 0x0203, /* → (status) */
-	MGR_GROUP_CREATE = 0x0211, /* NAME, PATTERN*, BIN_DIGEST* | ANY_DIGEST → GROUP_UUID */
-	MGR_GROUP_LIST = 0x0212,   /* → RECORD* */
-	MGR_GROUP_SHOW = 0x0213,   /* NAME → RECORD */
-	MGR_GROUP_DELETE = 0x0214, /* NAME → (status) */
-	MGR_VTPM_CREATE = 0x0221,  /* NAME (group) → UUID */
-	MGR_VTPM_LIST = 0x0222,    /* → RECORD* */
-	MGR_VTPM_SHOW = 0x0223,    /* UUID → RECORD */
-	MGR_VTPM_DELETE = 0x0224,  /* UUID → (status) */
+	MGR_HOST_INIT = 0x0201,	     /* PCR_MASK, [FORCE] → (status) */
+	MGR_HOST_STATUS = 0x0202,    /* → RECORD fields of the host */
+	MGR_HOST_RESEAL = 0x0203,    /* → (status) */
+	MGR_GROUP_CREATE = 0x0211,   /* NAME, PATTERN*, BIN_DIGEST* | ANY_DIGEST → GROUP_UUID */
+	MGR_GROUP_LIST = 0x0212,     /* → RECORD* */
+	MGR_GROUP_SHOW = 0x0213,     /* NAME → RECORD */
+	MGR_GROUP_DELETE = 0x0214,   /* NAME → (status) */
+	MGR_VTPM_CREATE = 0x0221,    /* NAME (group) → UUID */
+	MGR_VTPM_LIST = 0x0222,	     /* → RECORD* */
+	MGR_VTPM_SHOW = 0x0223,	     /* UUID → RECORD */
+	MGR_VTPM_DELETE = 0x0224,    /* UUID → (status) */
 	MGR_LABEL_REGISTER = 0x0231, /* PID, LABEL → (status) */
 	MGR_AUDIT_LIST = 0x0241,     /* [COUNT] → RECORD* */
 };
@@ -53,16 +53,16 @@ enum mgr_type {
 enum mgr_field {
 	MGR_F_STATUS = 1,      /* u32 mgr_status */
 	MGR_F_MESSAGE = 2,     /* text */
-	MGR_F_UUID = 3,        /* 16 bytes */
+	MGR_F_UUID = 3,	       /* 16 bytes */
 	MGR_F_STATE_KEY = 4,   /* 32 bytes */
 	MGR_F_VERSION = 5,     /* u64 */
 	MGR_F_DIGEST = 6,      /* 32 bytes: SHA-256 of a state-file slot */
 	MGR_F_GROUP_UUID = 7,  /* 16 bytes */
-	MGR_F_NAME = 8,        /* text */
+	MGR_F_NAME = 8,	       /* text */
 	MGR_F_PATTERN = 9,     /* text: label pattern user:role:type, '*' per field */
 	MGR_F_BIN_DIGEST = 10, /* 32 bytes: SHA-256 of a permitted vtpmd executable */
 	MGR_F_ANY_DIGEST = 11, /* 0 bytes: any vtpmd executable */
-	MGR_F_PID = 12,        /* u32 */
+	MGR_F_PID = 12,	       /* u32 */
 	MGR_F_LABEL = 13,      /* text */
 	MGR_F_PCR_MASK = 14,   /* u32: SHA-256 host PCRs the root key is sealed to */
 	MGR_F_FORCE = 15,      /* 0 bytes */
@@ -70,41 +70,41 @@ enum mgr_field {
 	MGR_F_COUNT = 17,      /* u32 */
 	MGR_F_TIME = 18,       /* u64: seconds since the epoch */
 	MGR_F_STATE = 19,      /* text: a state name (e.g. "running", "stopped") */
-	MGR_F_KEY = 20,        /* text: a property name in a record */
+	MGR_F_KEY = 20,	       /* text: a property name in a record */
 	MGR_F_VALUE = 21,      /* text: a property value in a record */
 	/* Added for vtpmmgrd's admin responses (host status, records, audit rows, paging). */
-	MGR_F_PROVISIONED = 22,   /* u32: 1 if the host is provisioned, else 0 */
-	MGR_F_NV_INDEX = 23,      /* u32: the host TPM NV counter's index */
-	MGR_F_NV_VALUE = 24,      /* u64: the host TPM NV counter's value */
+	MGR_F_PROVISIONED = 22,	  /* u32: 1 if the host is provisioned, else 0 */
+	MGR_F_NV_INDEX = 23,	  /* u32: the host TPM NV counter's index */
+	MGR_F_NV_VALUE = 24,	  /* u64: the host TPM NV counter's value */
 	MGR_F_STORE_COUNTER = 25, /* u64: the store's commit counter */
-	MGR_F_GROUPS = 26,        /* u32: number of groups */
-	MGR_F_VTPMS = 27,         /* u32: number of vTPMs (in a group record: of that group) */
-	MGR_F_INSTANCES = 28,     /* u32: number of open instances */
+	MGR_F_GROUPS = 26,	  /* u32: number of groups */
+	MGR_F_VTPMS = 27,	  /* u32: number of vTPMs (in a group record: of that group) */
+	MGR_F_INSTANCES = 28,	  /* u32: number of open instances */
 	MGR_F_TPM_COMMANDS = 29,  /* u64: host TPM commands sent since the manager started */
-	MGR_F_OPEN = 30,          /* u32: 1 if the vTPM is open by a live instance, else 0 */
-	MGR_F_UID = 31,           /* u32 */
-	MGR_F_ACTION = 32,        /* text: audit action */
-	MGR_F_SUBJECT = 33,       /* text: audit subject */
-	MGR_F_RESULT = 34,        /* text: audit result ("ok", "ok: ...", "refused: ...") */
-	MGR_F_AUDIT_ID = 35,      /* u64: audit row id (grows with every row) */
-	MGR_F_OFFSET = 36,        /* u32: list requests: skip this many items */
-	MGR_F_MORE = 37,          /* 0 bytes: list response truncated to fit; ask again with OFFSET */
-	MGR_F_AK_PUBLIC = 38,     /* 1..4096 bytes: host AK public key, DER SubjectPublicKeyInfo */
-	MGR_F_NV_OFFSET = 39,     /* u64 (two's complement): NV value minus store counter */
+	MGR_F_OPEN = 30,	  /* u32: 1 if the vTPM is open by a live instance, else 0 */
+	MGR_F_UID = 31,		  /* u32 */
+	MGR_F_ACTION = 32,	  /* text: audit action */
+	MGR_F_SUBJECT = 33,	  /* text: audit subject */
+	MGR_F_RESULT = 34,	  /* text: audit result ("ok", "ok: ...", "refused: ...") */
+	MGR_F_AUDIT_ID = 35,	  /* u64: audit row id (grows with every row) */
+	MGR_F_OFFSET = 36,	  /* u32: list requests: skip this many items */
+	MGR_F_MORE = 37,      /* 0 bytes: list response truncated to fit; ask again with OFFSET */
+	MGR_F_AK_PUBLIC = 38, /* 1..4096 bytes: host AK public key, DER SubjectPublicKeyInfo */
+	MGR_F_NV_OFFSET = 39, /* u64 (two's complement): NV value minus store counter */
 };
 
 enum mgr_status {
 	MGR_OK = 0,
-	MGR_ERR_MALFORMED = 1,   /* the request does not parse */
+	MGR_ERR_MALFORMED = 1, /* the request does not parse */
 	MGR_ERR_UNKNOWN_TYPE = 2,
-	MGR_ERR_DENIED = 3,      /* identity (label, digest, uid) not permitted */
-	MGR_ERR_NOT_FOUND = 4,   /* unknown UUID or name */
-	MGR_ERR_BUSY = 5,        /* the vTPM is open in another live instance */
-	MGR_ERR_ROLLBACK = 6,    /* a version older than the manager's record */
+	MGR_ERR_DENIED = 3,    /* identity (label, digest, uid) not permitted */
+	MGR_ERR_NOT_FOUND = 4, /* unknown UUID or name */
+	MGR_ERR_BUSY = 5,      /* the vTPM is open in another live instance */
+	MGR_ERR_ROLLBACK = 6,  /* a version older than the manager's record */
 	MGR_ERR_EXISTS = 7,
 	MGR_ERR_NOT_PROVISIONED = 8,
-	MGR_ERR_HOST_TPM = 9,    /* the host TPM failed or is in an unexpected state */
-	MGR_ERR_STORE = 10,      /* the store failed */
+	MGR_ERR_HOST_TPM = 9, /* the host TPM failed or is in an unexpected state */
+	MGR_ERR_STORE = 10,   /* the store failed */
 	MGR_ERR_INTERNAL = 11,
 };
 
@@ -128,8 +128,7 @@ struct mgr_msg {
  * or -1 with a precise reason in err. Field values are checked against their tag's
  * required length; texts must be 1..MGR_MAX_TEXT bytes without NUL or control bytes. */
 int mgr_parse(const uint8_t *buf, size_t len, struct mgr_msg *m, char *err, size_t errlen);
-int mgr_parse_fields(const uint8_t *buf, size_t len, struct mgr_msg *m, char *err,
-		     size_t errlen);
+int mgr_parse_fields(const uint8_t *buf, size_t len, struct mgr_msg *m, char *err, size_t errlen);
 
 /* Accessors: the first field with tag; -1 if absent. */
 const struct mgr_field_view *mgr_find(const struct mgr_msg *m, uint16_t tag);

@@ -205,7 +205,9 @@ ssize_t sock_recv_fd(int fd, void *buf, size_t n, int *fd_out)
 		char b[CMSG_SPACE(4 * sizeof(int))];
 	} cbuf;
 	struct iovec iov = {.iov_base = buf, .iov_len = n};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b,
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf.b,
 			     .msg_controllen = sizeof(cbuf.b)};
 	struct cmsghdr *c;
 	ssize_t r;

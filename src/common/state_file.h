@@ -40,18 +40,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STATE_MAGIC          0x56545053u
+#define STATE_MAGIC	     0x56545053u
 #define STATE_FORMAT_VERSION 1
 #define STATE_FLAG_ENCRYPTED 0x0001
-#define STATE_HDR_LEN        72
-#define STATE_TAG_LEN        16
+#define STATE_HDR_LEN	     72
+#define STATE_TAG_LEN	     16
 #define STATE_DIGEST_LEN     32
-#define STATE_KEY_LEN        32
-#define STATE_UUID_LEN       16
+#define STATE_KEY_LEN	     32
+#define STATE_UUID_LEN	     16
 /* Slot capacities, and so slot offsets, are multiples of this. */
-#define STATE_SLOT_ALIGN     4096
+#define STATE_SLOT_ALIGN 4096
 /* Largest payload a slot may carry; libtpms' NV state is well below this. */
-#define STATE_MAX_PAYLOAD    (4u << 20)
+#define STATE_MAX_PAYLOAD (4u << 20)
 
 enum state_blob_type {
 	STATE_BLOB_PERMANENT = 1,
@@ -60,13 +60,13 @@ enum state_blob_type {
 
 enum state_err {
 	STATE_OK = 0,
-	STATE_ERR_EMPTY = -1,          /* no magic: slot never written (or zeroed) */
-	STATE_ERR_FORMAT = -2,         /* header or lengths malformed, or payload TLVs invalid */
+	STATE_ERR_EMPTY = -1,	       /* no magic: slot never written (or zeroed) */
+	STATE_ERR_FORMAT = -2,	       /* header or lengths malformed, or payload TLVs invalid */
 	STATE_ERR_FORMAT_VERSION = -3, /* written by an unknown (newer) format version */
 	STATE_ERR_NEED_KEY = -4,       /* slot is encrypted and no key was given */
 	STATE_ERR_UNEXPECTED_KEY = -5, /* slot is not encrypted but a key was given */
-	STATE_ERR_UUID = -6,           /* slot belongs to another vTPM */
-	STATE_ERR_AUTH = -7,           /* tag or digest mismatch: wrong key, tampered or torn */
+	STATE_ERR_UUID = -6,	       /* slot belongs to another vTPM */
+	STATE_ERR_AUTH = -7,	       /* tag or digest mismatch: wrong key, tampered or torn */
 	STATE_ERR_NOMEM = -8,
 	STATE_ERR_CRYPTO = -9, /* OpenSSL failed */
 	STATE_ERR_IO = -10,    /* used by state_store */

@@ -12,8 +12,8 @@
 
 #define SALT_LEN  16
 #define NONCE_LEN 12
-#define TAG_LEN   16
-#define AAD_LEN   (BLOB_HDR_LEN + 4)
+#define TAG_LEN	  16
+#define AAD_LEN	  (BLOB_HDR_LEN + 4)
 
 static const char mig_info[] = "vtpmd migration v1";
 
@@ -164,8 +164,8 @@ static uint32_t unwrap_sealed(const uint8_t *hdr, struct rcursor *tlvs, uint32_t
 	return RES_SUCCESS;
 }
 
-uint32_t blob_envelope_unwrap(const uint8_t *buf, size_t len, uint32_t type,
-			      const uint8_t *mig_key, uint8_t **raw, size_t *raw_len)
+uint32_t blob_envelope_unwrap(const uint8_t *buf, size_t len, uint32_t type, const uint8_t *mig_key,
+			      uint8_t **raw, size_t *raw_len)
 {
 	struct rcursor c, inner;
 	uint8_t version, min_version;

@@ -23,17 +23,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BLOB_HDR_LEN                  10
-#define BLOB_VERSION                  2
-#define BLOB_FLAG_ENCRYPTED           0x01
+#define BLOB_HDR_LEN		      10
+#define BLOB_VERSION		      2
+#define BLOB_FLAG_ENCRYPTED	      0x01
 #define BLOB_FLAG_MIGRATION_ENCRYPTED 0x02
 #define BLOB_FLAG_MIGRATION_DATA      0x04
 #define BLOB_FLAG_MIGRATION_256BIT    0x10
-#define BLOB_TAG_DATA                 1
-#define BLOB_TAG_ENCRYPTED_DATA       2
-#define BLOB_TAG_HMAC                 3
-#define BLOB_TAG_MIGRATION_DATA       4
-#define BLOB_TAG_VTPM_AEAD            0x7601 /* vtpmd's sealed migration data */
+#define BLOB_TAG_DATA		      1
+#define BLOB_TAG_ENCRYPTED_DATA	      2
+#define BLOB_TAG_HMAC		      3
+#define BLOB_TAG_MIGRATION_DATA	      4
+#define BLOB_TAG_VTPM_AEAD	      0x7601 /* vtpmd's sealed migration data */
 
 /* Wrap raw bytes of a PTM_BLOB_TYPE_* (sealed when mig_key, 32 bytes, is given); *out is
  * malloc'd. Returns 0 or -1 (no memory, RNG or cipher failure). */
@@ -43,7 +43,7 @@ int blob_envelope_wrap(const uint8_t *raw, size_t len, uint32_t type, const uint
  * Returns a control-channel result code: 0, RES_BAD_VERSION, RES_KEYNOTFOUND (sealed, no
  * key), RES_DECRYPT_ERROR (wrong key, tampered, or a format we cannot open),
  * RES_BAD_PARAMETER (malformed). */
-uint32_t blob_envelope_unwrap(const uint8_t *buf, size_t len, uint32_t type,
-			      const uint8_t *mig_key, uint8_t **raw, size_t *raw_len);
+uint32_t blob_envelope_unwrap(const uint8_t *buf, size_t len, uint32_t type, const uint8_t *mig_key,
+			      uint8_t **raw, size_t *raw_len);
 
 #endif

@@ -14,12 +14,11 @@
 
 uint32_t ctrl_capabilities(void)
 {
-	return PTM_CAP_INIT | PTM_CAP_SHUTDOWN | PTM_CAP_GET_TPMESTABLISHED |
-	       PTM_CAP_SET_LOCALITY | PTM_CAP_HASHING | PTM_CAP_CANCEL_TPM_CMD |
-	       PTM_CAP_STORE_VOLATILE | PTM_CAP_RESET_TPMESTABLISHED | PTM_CAP_GET_STATEBLOB |
-	       PTM_CAP_SET_STATEBLOB | PTM_CAP_STOP | PTM_CAP_GET_CONFIG | PTM_CAP_SET_DATAFD |
-	       PTM_CAP_SET_BUFFERSIZE | PTM_CAP_GET_INFO | PTM_CAP_SEND_COMMAND_HEADER |
-	       PTM_CAP_LOCK_STORAGE;
+	return PTM_CAP_INIT | PTM_CAP_SHUTDOWN | PTM_CAP_GET_TPMESTABLISHED | PTM_CAP_SET_LOCALITY |
+	       PTM_CAP_HASHING | PTM_CAP_CANCEL_TPM_CMD | PTM_CAP_STORE_VOLATILE |
+	       PTM_CAP_RESET_TPMESTABLISHED | PTM_CAP_GET_STATEBLOB | PTM_CAP_SET_STATEBLOB |
+	       PTM_CAP_STOP | PTM_CAP_GET_CONFIG | PTM_CAP_SET_DATAFD | PTM_CAP_SET_BUFFERSIZE |
+	       PTM_CAP_GET_INFO | PTM_CAP_SEND_COMMAND_HEADER | PTM_CAP_LOCK_STORAGE;
 }
 
 /* Body length rules per command: exact (body must be exactly min bytes), or at least min
@@ -347,7 +346,7 @@ void ctrl_execute(struct ctrl_ctx *cx, const struct ctrl_req *req, int passed_fd
 		break;
 	case CMD_GET_CONFIG: {
 		uint32_t v[2] = {0, (cx->file_key ? PTM_CONFIG_FLAG_FILE_KEY : 0) |
-					    (cx->migration_key ? PTM_CONFIG_FLAG_MIGRATION_KEY : 0)};
+					(cx->migration_key ? PTM_CONFIG_FLAG_MIGRATION_KEY : 0)};
 		resp_u32s(resp, v, 2);
 		return;
 	}

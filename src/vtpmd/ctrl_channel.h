@@ -53,11 +53,11 @@ enum ctrl_parse_status ctrl_parse(const uint8_t *buf, size_t len, struct ctrl_re
 /* What the control channel acts on besides the engine. */
 struct ctrl_ctx {
 	struct engine *engine;
-	int data_fd;           /* current data channel fd, -1 if none; SET_DATAFD sets it */
-	bool file_key;         /* --key in use (GET_CONFIG) */
+	int data_fd;		      /* current data channel fd, -1 if none; SET_DATAFD sets it */
+	bool file_key;		      /* --key in use (GET_CONFIG) */
 	const uint8_t *migration_key; /* 32 bytes with --migration-key, else NULL */
-	bool reject_locality4; /* --locality reject-locality-4 */
-	bool shutdown;         /* set by CMD_SHUTDOWN: exit after answering */
+	bool reject_locality4;	      /* --locality reject-locality-4 */
+	bool shutdown;		      /* set by CMD_SHUTDOWN: exit after answering */
 };
 
 struct ctrl_resp {

@@ -49,27 +49,27 @@ enum ptm_cap {
 };
 
 #define PTM_INIT_FLAG_DELETE_VOLATILE 0x1u
-#define PTM_BLOB_TYPE_PERMANENT       1u
-#define PTM_BLOB_TYPE_VOLATILE        2u
-#define PTM_BLOB_TYPE_SAVESTATE       3u
+#define PTM_BLOB_TYPE_PERMANENT	      1u
+#define PTM_BLOB_TYPE_VOLATILE	      2u
+#define PTM_BLOB_TYPE_SAVESTATE	      3u
 #define PTM_STATE_FLAG_DECRYPTED      1u
 #define PTM_STATE_FLAG_ENCRYPTED      2u
 #define PTM_CONFIG_FLAG_FILE_KEY      0x1u
 #define PTM_CONFIG_FLAG_MIGRATION_KEY 0x2u
-#define PTM_GETINFO_SIZE              3072u
+#define PTM_GETINFO_SIZE	      3072u
 
 /* Result codes (TPM 1.2 style, used on the control channel even for a TPM 2). */
-#define RES_SUCCESS       0x00u
+#define RES_SUCCESS	  0x00u
 #define RES_BAD_PARAMETER 0x03u
-#define RES_FAIL          0x09u
-#define RES_BAD_ORDINAL   0x0au
-#define RES_KEYNOTFOUND   0x0du
-#define RES_SIZE          0x17u
-#define RES_IOERROR       0x1fu
+#define RES_FAIL	  0x09u
+#define RES_BAD_ORDINAL	  0x0au
+#define RES_KEYNOTFOUND	  0x0du
+#define RES_SIZE	  0x17u
+#define RES_IOERROR	  0x1fu
 #define RES_DECRYPT_ERROR 0x21u
-#define RES_BAD_VERSION   0x2eu
+#define RES_BAD_VERSION	  0x2eu
 #define RES_BAD_LOCALITY  0x3du
-#define RES_RETRY         0x800u
+#define RES_RETRY	  0x800u
 
 /* Largest blob accepted by CMD_SET_STATEBLOB and largest CMD_HASH_DATA payload. */
 #define CTRL_MAX_BLOB (1u << 20)

@@ -14,15 +14,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TPM_SEND_COMMAND   8u
-#define TPM_HEADER_LEN     10u
-#define TCG_PREFIX_LEN     9u
+#define TPM_SEND_COMMAND    8u
+#define TPM_HEADER_LEN	    10u
+#define TCG_PREFIX_LEN	    9u
 #define TPM_RC_COMMAND_SIZE 0x142u
 
 struct data_frame {
-	bool tcg;         /* TCG-header mode */
+	bool tcg;	  /* TCG-header mode */
 	uint8_t locality; /* from the TCG header */
-	size_t cmd_off;   /* offset of the TPM command in the buffer */
+	size_t cmd_off;	  /* offset of the TPM command in the buffer */
 	uint32_t cmd_len;
 	size_t total; /* bytes this frame occupies */
 };

@@ -13,10 +13,10 @@
 #include "common/log.h"
 #include "vtpmd/ctrl_proto.h"
 
-#define TPM2_CC_SHUTDOWN 0x145u
-#define TPM2_CC_STARTUP  0x144u
+#define TPM2_CC_SHUTDOWN    0x145u
+#define TPM2_CC_STARTUP	    0x144u
 #define TPM2_ST_NO_SESSIONS 0x8001u
-#define TPM_RC_FAILURE 0x101u
+#define TPM_RC_FAILURE	    0x101u
 
 /* A blob as libtpms hands it over: owned bytes, len 0 = absent. */
 struct blob {
@@ -77,10 +77,10 @@ static int blob_set(struct blob *b, const uint8_t *data, uint32_t len)
 static int engine_commit(struct engine *e, const struct blob *perm, const struct blob *vol)
 {
 	struct state_blobs blobs = {
-		.permanent = perm->data,
-		.permanent_len = perm->len,
-		.volatile_state = vol->data,
-		.volatile_len = vol->len,
+	    .permanent = perm->data,
+	    .permanent_len = perm->len,
+	    .volatile_state = vol->data,
+	    .volatile_len = vol->len,
 	};
 	struct state_slot_info info;
 	uint8_t *payload = NULL;
@@ -195,14 +195,14 @@ static TPM_RESULT cb_io_getphysicalpresence(TPM_BOOL *pp, uint32_t tpm_number)
 }
 
 static struct libtpms_callbacks engine_callbacks = {
-	.sizeOfStruct = sizeof(struct libtpms_callbacks),
-	.tpm_nvram_init = cb_nvram_init,
-	.tpm_nvram_loaddata = cb_nvram_loaddata,
-	.tpm_nvram_storedata = cb_nvram_storedata,
-	.tpm_nvram_deletename = cb_nvram_deletename,
-	.tpm_io_init = cb_io_init,
-	.tpm_io_getlocality = cb_io_getlocality,
-	.tpm_io_getphysicalpresence = cb_io_getphysicalpresence,
+    .sizeOfStruct = sizeof(struct libtpms_callbacks),
+    .tpm_nvram_init = cb_nvram_init,
+    .tpm_nvram_loaddata = cb_nvram_loaddata,
+    .tpm_nvram_storedata = cb_nvram_storedata,
+    .tpm_nvram_deletename = cb_nvram_deletename,
+    .tpm_io_init = cb_io_init,
+    .tpm_io_getlocality = cb_io_getlocality,
+    .tpm_io_getphysicalpresence = cb_io_getphysicalpresence,
 };
 
 static int engine_load(struct engine *e, const uint8_t *want_uuid, char *err, size_t errlen)
@@ -225,9 +225,9 @@ static int engine_load(struct engine *e, const uint8_t *want_uuid, char *err, si
 	rc = state_payload_parse(payload, payload_len, &blobs);
 	if (rc == STATE_OK && !blobs.permanent_len)
 		rc = STATE_ERR_FORMAT;
-	if (rc == STATE_OK && (blob_set(&e->permanent, blobs.permanent, blobs.permanent_len) < 0 ||
-			       blob_set(&e->volatile_state, blobs.volatile_state,
-					blobs.volatile_len) < 0))
+	if (rc == STATE_OK &&
+	    (blob_set(&e->permanent, blobs.permanent, blobs.permanent_len) < 0 ||
+	     blob_set(&e->volatile_state, blobs.volatile_state, blobs.volatile_len) < 0))
 		rc = STATE_ERR_NOMEM;
 	OPENSSL_cleanse(payload, payload_len);
 	free(payload);
@@ -358,9 +358,8 @@ uint32_t engine_init(struct engine *e, uint32_t init_flags)
 	e->defer_commit = false;
 	if (res == TPM_SUCCESS && staged) {
 		struct blob none = {0};
-		const struct blob *vol = (init_flags & PTM_INIT_FLAG_DELETE_VOLATILE)
-						 ? &none
-						 : &e->volatile_state;
+		const struct blob *vol =
+		    (init_flags & PTM_INIT_FLAG_DELETE_VOLATILE) ? &none : &e->volatile_state;
 		if (engine_commit(e, &e->permanent, vol) < 0) {
 			TPMLIB_Terminate();
 			res = TPM_FAIL;
@@ -412,8 +411,8 @@ uint32_t engine_startup(struct engine *e, enum engine_startup type)
 void engine_process(struct engine *e, const uint8_t *cmd, uint32_t len, const uint8_t **rsp,
 		    uint32_t *rsp_len)
 {
-	static const uint8_t failure[10] = {0x80, 0x01, 0x00, 0x00, 0x00, 0x0a,
-					    0x00, 0x00, 0x01, 0x01};
+	static const uint8_t failure[10] = {0x80, 0x01, 0x00, 0x00, 0x00,
+					    0x0a, 0x00, 0x00, 0x01, 0x01};
 	uint32_t n = 0;
 
 	if (!e->running ||
@@ -536,7 +535,7 @@ uint32_t engine_set_blob(struct engine *e, uint32_t type, const uint8_t *blob, u
 		 * volatile blob keeps the stored permanent one (libtpms needs both). */
 		if (blob_set(&e->staged_permanent, e->permanent.data, e->permanent.len) < 0 ||
 		    blob_set(&e->staged_volatile, e->volatile_state.data, e->volatile_state.len) <
-			    0)
+			0)
 			return RES_FAIL;
 		e->staged = true;
 	}

@@ -40,7 +40,7 @@
 #define VTPMD_VERSION "0.1.0"
 /* How long the rest of a request may take once its first byte arrived (swtpm: 500 ms). */
 #define REQUEST_TIMEOUT_MS 1000
-#define DATA_BUF_LEN       (4096u + TCG_PREFIX_LEN)
+#define DATA_BUF_LEN	   (4096u + TCG_PREFIX_LEN)
 
 struct vtpmd {
 	struct vtpmd_opts opts;
@@ -65,72 +65,81 @@ struct vtpmd {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: vtpmd socket --tpm2 --tpmstate dir=DIR [--ctrl ...] [--server ...] [options]\n"
-		"\n"
-		"vtpmd runs one virtual TPM 2.0 (libtpms) and serves it with swtpm's control and\n"
-		"data channel protocol, so QEMU's -tpmdev emulator, libvirt and swtpm_ioctl use it as\n"
-		"they use 'swtpm socket'. Its state is one file, DIR/" STATE_FILE_NAME ", written\n"
-		"durably before a command is answered, AES-256-GCM encrypted with --key.\n"
-		"\n"
-		"Options:\n"
-		"  --tpm2                     emulate a TPM 2.0 (required; TPM 1.2 is not supported)\n"
-		"  --tpmstate dir=DIR[,mode=0600]\n"
-		"                             state directory (must exist) and state file mode;\n"
-		"                             backend-uri=dir://DIR is accepted too\n"
-		"  --ctrl type=unixio,path=PATH[,mode=0600][,uid=N][,gid=N][,terminate]\n"
-		"  --ctrl type=unixio,fd=N | type=unixio,clientfd=N\n"
-		"  --ctrl type=tcp,port=PORT[,bindaddr=127.0.0.1] | type=tcp,fd=N\n"
-		"                             control channel; 'terminate' exits when the control\n"
-		"                             client hangs up; clientfd= is an already connected socket\n"
-		"  --server type=tcp,port=PORT[,bindaddr=127.0.0.1][,disconnect] | type=tcp,fd=N\n"
-		"  --server type=unixio,path=PATH[,mode=..] | type=unixio,fd=N\n"
-		"                             data channel (QEMU instead passes one with CMD_SET_DATAFD);\n"
-		"                             TCP binds to loopback addresses only\n"
-		"  --key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,format=hex|binary]\n"
-		"        [,mode=aes-128-cbc|aes-256-cbc|aes-256-gcm][,remove[=true|false]][,kdf=pbkdf2|sha512]\n"
-		"                             encrypt the state file; the key (16 or 32 bytes, as mode\n"
-		"                             says) or passphrase derives an AES-256-GCM key\n"
-		"  --flags not-need-init[,startup-clear|startup-state|startup-deactivated|startup-none]\n"
-		"                             initialise the TPM at start (no CMD_INIT needed) and\n"
-		"                             optionally send TPM2_Startup\n"
-		"  --locality reject-locality-4\n"
-		"                             refuse locality 4 on the control channel\n"
-		"  --log file=PATH|fd=N[,level=N][,truncate]\n"
-		"                             log destination (default stderr); level 1 warnings,\n"
-		"                             2-4 information, 5 and up debug\n"
-		"  --pid file=PATH|fd=N       write the process id\n"
-		"  -d, --daemon               detach after the sockets are ready\n"
-		"  -t, --terminate            exit when the data channel client hangs up\n"
-		"  --seccomp action=none      accepted for compatibility\n"
-		"  --uuid UUID                the vTPM this state belongs to; the state file must\n"
-		"                             carry it (standalone: taken from the file, or random)\n"
-		"  --manager SOCKET           managed mode: get the state key for --uuid from\n"
-		"                             vtpmmgrd at SOCKET, which checks this process's label\n"
-		"                             and binary and refuses rolled-back state; every state\n"
-		"                             write is reported to it before the command is answered\n"
-		"  --print-capabilities       print the features as JSON (as swtpm does) and exit\n"
-		"  --print-states             print which state blobs exist in --tpmstate (JSON) and exit\n"
-		"  -v, --version              print the version and exit\n"
-		"  -h, --help                 print this help and exit\n"
-		"\n"
-		"  --migration-key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,...as --key]\n"
-		"                             seal the state blobs QEMU carries in its migration\n"
-		"                             stream (AES-256-GCM; vtpmd to vtpmd only)\n"
-		"\n"
-		"Not supported, refused with a message: TPM 1.2, chardev/cuse modes, --migration,\n"
-		"--runas, --chroot, --vtpm-proxy, --locality allow-set-locality, profiles.\n"
-		"\n"
-		"Exit status: 0 after CMD_SHUTDOWN or a signal, 1 on a usage or start-up error (bad\n"
-		"option, wrong key, damaged state file: the file is left untouched), 2 if the state\n"
-		"directory is locked by another emulator.\n");
+	fprintf(
+	    f,
+	    "Usage: vtpmd socket --tpm2 --tpmstate dir=DIR [--ctrl ...] [--server ...] [options]\n"
+	    "\n"
+	    "vtpmd runs one virtual TPM 2.0 (libtpms) and serves it with swtpm's control and\n"
+	    "data channel protocol, so QEMU's -tpmdev emulator, libvirt and swtpm_ioctl use it as\n"
+	    "they use 'swtpm socket'. Its state is one file, DIR/" STATE_FILE_NAME ", written\n"
+	    "durably before a command is answered, AES-256-GCM encrypted with --key.\n"
+	    "\n"
+	    "Options:\n"
+	    "  --tpm2                     emulate a TPM 2.0 (required; TPM 1.2 is not supported)\n"
+	    "  --tpmstate dir=DIR[,mode=0600]\n"
+	    "                             state directory (must exist) and state file mode;\n"
+	    "                             backend-uri=dir://DIR is accepted too\n"
+	    "  --ctrl type=unixio,path=PATH[,mode=0600][,uid=N][,gid=N][,terminate]\n"
+	    "  --ctrl type=unixio,fd=N | type=unixio,clientfd=N\n"
+	    "  --ctrl type=tcp,port=PORT[,bindaddr=127.0.0.1] | type=tcp,fd=N\n"
+	    "                             control channel; 'terminate' exits when the control\n"
+	    "                             client hangs up; clientfd= is an already connected "
+	    "socket\n"
+	    "  --server type=tcp,port=PORT[,bindaddr=127.0.0.1][,disconnect] | type=tcp,fd=N\n"
+	    "  --server type=unixio,path=PATH[,mode=..] | type=unixio,fd=N\n"
+	    "                             data channel (QEMU instead passes one with "
+	    "CMD_SET_DATAFD);\n"
+	    "                             TCP binds to loopback addresses only\n"
+	    "  --key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,format=hex|binary]\n"
+	    "        "
+	    "[,mode=aes-128-cbc|aes-256-cbc|aes-256-gcm][,remove[=true|false]][,kdf=pbkdf2|sha512]"
+	    "\n"
+	    "                             encrypt the state file; the key (16 or 32 bytes, as "
+	    "mode\n"
+	    "                             says) or passphrase derives an AES-256-GCM key\n"
+	    "  --flags "
+	    "not-need-init[,startup-clear|startup-state|startup-deactivated|startup-none]\n"
+	    "                             initialise the TPM at start (no CMD_INIT needed) and\n"
+	    "                             optionally send TPM2_Startup\n"
+	    "  --locality reject-locality-4\n"
+	    "                             refuse locality 4 on the control channel\n"
+	    "  --log file=PATH|fd=N[,level=N][,truncate]\n"
+	    "                             log destination (default stderr); level 1 warnings,\n"
+	    "                             2-4 information, 5 and up debug\n"
+	    "  --pid file=PATH|fd=N       write the process id\n"
+	    "  -d, --daemon               detach after the sockets are ready\n"
+	    "  -t, --terminate            exit when the data channel client hangs up\n"
+	    "  --seccomp action=none      accepted for compatibility\n"
+	    "  --uuid UUID                the vTPM this state belongs to; the state file must\n"
+	    "                             carry it (standalone: taken from the file, or random)\n"
+	    "  --manager SOCKET           managed mode: get the state key for --uuid from\n"
+	    "                             vtpmmgrd at SOCKET, which checks this process's label\n"
+	    "                             and binary and refuses rolled-back state; every state\n"
+	    "                             write is reported to it before the command is answered\n"
+	    "  --print-capabilities       print the features as JSON (as swtpm does) and exit\n"
+	    "  --print-states             print which state blobs exist in --tpmstate (JSON) and "
+	    "exit\n"
+	    "  -v, --version              print the version and exit\n"
+	    "  -h, --help                 print this help and exit\n"
+	    "\n"
+	    "  --migration-key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,...as --key]\n"
+	    "                             seal the state blobs QEMU carries in its migration\n"
+	    "                             stream (AES-256-GCM; vtpmd to vtpmd only)\n"
+	    "\n"
+	    "Not supported, refused with a message: TPM 1.2, chardev/cuse modes, --migration,\n"
+	    "--runas, --chroot, --vtpm-proxy, --locality allow-set-locality, profiles.\n"
+	    "\n"
+	    "Exit status: 0 after CMD_SHUTDOWN or a signal, 1 on a usage or start-up error (bad\n"
+	    "option, wrong key, damaged state file: the file is left untouched), 2 if the state\n"
+	    "directory is locked by another emulator.\n");
 }
 
 static void print_capabilities(void)
 {
-	printf("{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", \"tpm-send-command-header\", "
-	       "\"flags-opt-startup\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", \"cmdarg-print-states\", "
-	       "\"nvram-backend-dir\" ], \"version\": \"" VTPMD_VERSION "\" }\n");
+	printf(
+	    "{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", \"tpm-send-command-header\", "
+	    "\"flags-opt-startup\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", \"cmdarg-print-states\", "
+	    "\"nvram-backend-dir\" ], \"version\": \"" VTPMD_VERSION "\" }\n");
 }
 
 /* swtpm_setup asks which blobs exist before it provisions (--not-overwrite). */
@@ -167,7 +176,8 @@ static int setup_log(const struct vtpmd_opts *o)
 
 	if (o->log_file) {
 		fd = open(o->log_file,
-			  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (o->log_truncate ? O_TRUNC : 0),
+			  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+			      (o->log_truncate ? O_TRUNC : 0),
 			  0640);
 		if (fd < 0) {
 			fprintf(stderr, "vtpmd: cannot open log file %s: %s\n", o->log_file,
@@ -177,8 +187,8 @@ static int setup_log(const struct vtpmd_opts *o)
 	} else if (o->log_fd >= 0) {
 		fd = o->log_fd;
 	}
-	log_init("vtpmd", fd, o->log_file || o->log_fd >= 0 ? log_level_from_swtpm(o->log_level)
-							     : LOG_LVL_WARN);
+	log_init("vtpmd", fd,
+		 o->log_file || o->log_fd >= 0 ? log_level_from_swtpm(o->log_level) : LOG_LVL_WARN);
 	return 0;
 }
 
@@ -236,11 +246,12 @@ static int import_swtpm_state(struct vtpmd *d)
 		close(fd);
 		if (n != st.st_size ||
 		    blob_envelope_unwrap(buf, (size_t)n, files[i].type, NULL, &raw, &raw_len) !=
-			    RES_SUCCESS ||
+			RES_SUCCESS ||
 		    engine_set_blob(d->engine, files[i].type, raw, (uint32_t)raw_len) != 0) {
-			log_warnx("cannot import swtpm state file %s (encrypted or damaged); move it "
-				  "away to start a fresh vTPM",
-				  path);
+			log_warnx(
+			    "cannot import swtpm state file %s (encrypted or damaged); move it "
+			    "away to start a fresh vTPM",
+			    path);
 			if (buf)
 				OPENSSL_cleanse(buf, (size_t)st.st_size);
 			free(buf);
@@ -314,8 +325,7 @@ static int open_state(struct vtpmd *d)
 	}
 	if (d->opts.uuid)
 		state_store_set_uuid(d->store, uuid);
-	if (engine_create(&d->engine, d->store, d->opts.uuid ? uuid : NULL, err, sizeof(err)) <
-	    0) {
+	if (engine_create(&d->engine, d->store, d->opts.uuid ? uuid : NULL, err, sizeof(err)) < 0) {
 		log_warnx("cannot load the vTPM state in %s: %s", d->opts.state_dir, err);
 		goto out;
 	}
@@ -498,7 +508,7 @@ static int data_serve(struct vtpmd *d)
 	d->dhave += (size_t)n;
 	for (;;) {
 		enum data_parse_status st = data_frame_parse(
-			d->dbuf, d->dhave, engine_max_command_size(d->engine), &f, &need);
+		    d->dbuf, d->dhave, engine_max_command_size(d->engine), &f, &need);
 		const uint8_t *rsp;
 		uint32_t rsp_len;
 
@@ -566,11 +576,11 @@ static int run(struct vtpmd *d)
 
 	for (;;) {
 		p[P_SIG] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
-		p[P_CTRL_LISTEN] = (struct pollfd){
-			.fd = d->ctrl_conn < 0 ? d->ctrl_listen : -1, .events = POLLIN};
+		p[P_CTRL_LISTEN] =
+		    (struct pollfd){.fd = d->ctrl_conn < 0 ? d->ctrl_listen : -1, .events = POLLIN};
 		p[P_CTRL] = (struct pollfd){.fd = d->ctrl_conn, .events = POLLIN};
-		p[P_DATA_LISTEN] = (struct pollfd){
-			.fd = d->ctrl.data_fd < 0 ? d->data_listen : -1, .events = POLLIN};
+		p[P_DATA_LISTEN] = (struct pollfd){.fd = d->ctrl.data_fd < 0 ? d->data_listen : -1,
+						   .events = POLLIN};
 		p[P_DATA] = (struct pollfd){.fd = d->ctrl.data_fd, .events = POLLIN};
 		p[P_MGR] = (struct pollfd){.fd = mgr_client_fd(d->mgr), .events = POLLIN};
 		if (poll(p, P_N, -1) < 0) {

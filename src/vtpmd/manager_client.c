@@ -44,8 +44,7 @@ static int mgr_connect(const char *path, char *err, size_t errlen)
 }
 
 /* Send the request in c->buf (len bytes) and parse the answer into c->msg. */
-static int mgr_round_trip(struct mgr_client *c, size_t len, uint16_t type, char *err,
-			  size_t errlen)
+static int mgr_round_trip(struct mgr_client *c, size_t len, uint16_t type, char *err, size_t errlen)
 {
 	struct pollfd p = {.fd = c->fd, .events = POLLIN};
 	uint32_t status;
@@ -67,12 +66,15 @@ static int mgr_round_trip(struct mgr_client *c, size_t len, uint16_t type, char 
 	n = recv(c->fd, c->buf, sizeof(c->buf), MSG_TRUNC);
 	if (n <= 0 || (size_t)n > sizeof(c->buf)) {
 		snprintf(err, errlen, "manager: %s",
-			 n == 0 ? "closed the connection" : n < 0 ? strerror(errno) : "answer too long");
+			 n == 0	 ? "closed the connection"
+			 : n < 0 ? strerror(errno)
+				 : "answer too long");
 		return -1;
 	}
 	if (mgr_parse(c->buf, (size_t)n, &c->msg, err, errlen) < 0)
 		return -1;
-	if (c->msg.type != (type | MGR_RESPONSE) || mgr_get_u32(&c->msg, MGR_F_STATUS, &status) < 0) {
+	if (c->msg.type != (type | MGR_RESPONSE) ||
+	    mgr_get_u32(&c->msg, MGR_F_STATUS, &status) < 0) {
 		snprintf(err, errlen, "manager: answer of type 0x%x does not match request 0x%x",
 			 c->msg.type, type);
 		return -1;
@@ -179,10 +181,11 @@ int mgr_check_loaded(uint64_t mgr_version, const uint8_t mgr_digest[32], uint64_
 	}
 	if (file_version == mgr_version) {
 		if (mgr_version && CRYPTO_memcmp(mgr_digest, file_digest, 32) != 0) {
-			snprintf(err, errlen,
-				 "the state file's version %llu is not the one the manager recorded "
-				 "(digest differs); refusing it",
-				 (unsigned long long)file_version);
+			snprintf(
+			    err, errlen,
+			    "the state file's version %llu is not the one the manager recorded "
+			    "(digest differs); refusing it",
+			    (unsigned long long)file_version);
 			return -1;
 		}
 		return 0;

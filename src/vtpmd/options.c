@@ -23,7 +23,7 @@ struct kvlist {
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -225,9 +225,9 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 				goto out;
 			c->port = (uint16_t)n;
 		}
-		if (dup_str(&c->bindaddr, kv_get(&l, "bindaddr") ? kv_get(&l, "bindaddr")
-								 : "127.0.0.1",
-			    err, errlen) < 0)
+		if (dup_str(&c->bindaddr,
+			    kv_get(&l, "bindaddr") ? kv_get(&l, "bindaddr") : "127.0.0.1", err,
+			    errlen) < 0)
 			goto out;
 		if (kv_has(&l, "path") || kv_has(&l, "mode") || kv_has(&l, "clientfd")) {
 			fail(err, errlen, "%s: path, mode and clientfd go with type=unixio", opt);
@@ -291,8 +291,7 @@ out:
 	return rc;
 }
 
-static int parse_key(const char *opt, const char *arg, struct key_opts *k, char *err,
-		     size_t errlen)
+static int parse_key(const char *opt, const char *arg, struct key_opts *k, char *err, size_t errlen)
 {
 	struct kvlist l;
 	const char *v;
@@ -345,7 +344,8 @@ static int parse_key(const char *opt, const char *arg, struct key_opts *k, char 
 			k->bits = 128;
 		else {
 			fail(err, errlen,
-			     "%s: mode='%s' is not supported (aes-128-cbc, aes-256-cbc, aes-256-gcm)",
+			     "%s: mode='%s' is not supported (aes-128-cbc, aes-256-cbc, "
+			     "aes-256-gcm)",
 			     opt, v);
 			goto out;
 		}
@@ -480,8 +480,7 @@ static int parse_seccomp(const char *arg, char *err, size_t errlen)
 	const char *v;
 	int rc = -1;
 
-	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
-	    kv_check(opt, &l, "action", err, errlen) < 0)
+	if (kv_split(opt, arg, &l, err, errlen) < 0 || kv_check(opt, &l, "action", err, errlen) < 0)
 		goto out;
 	v = kv_get(&l, "action");
 	if (!v || strcmp(v, "none") != 0) {
@@ -514,31 +513,31 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{"tpm2", no_argument, NULL, OPT_TPM2},
-	{"tpmstate", required_argument, NULL, OPT_TPMSTATE},
-	{"ctrl", required_argument, NULL, OPT_CTRL},
-	{"server", required_argument, NULL, OPT_SERVER},
-	{"log", required_argument, NULL, OPT_LOG},
-	{"pid", required_argument, NULL, OPT_PID},
-	{"key", required_argument, NULL, OPT_KEY},
-	{"migration-key", required_argument, NULL, OPT_MIGRATION_KEY},
-	{"flags", required_argument, NULL, OPT_FLAGS},
-	{"daemon", no_argument, NULL, 'd'},
-	{"terminate", no_argument, NULL, 't'},
-	{"print-capabilities", no_argument, NULL, OPT_PRINT_CAPS},
-	{"version", no_argument, NULL, 'v'},
-	{"help", no_argument, NULL, 'h'},
-	{"locality", required_argument, NULL, OPT_LOCALITY},
-	{"seccomp", required_argument, NULL, OPT_SECCOMP},
-	{"uuid", required_argument, NULL, OPT_UUID},
-	{"manager", required_argument, NULL, OPT_MANAGER},
-	{"runas", required_argument, NULL, OPT_UNSUPPORTED},
-	{"chroot", required_argument, NULL, OPT_UNSUPPORTED},
-	{"migration", required_argument, NULL, OPT_UNSUPPORTED},
-	{"vtpm-proxy", no_argument, NULL, OPT_UNSUPPORTED},
-	{"print-states", no_argument, NULL, OPT_PRINT_STATES},
-	{"profile", required_argument, NULL, OPT_UNSUPPORTED},
-	{NULL, 0, NULL, 0},
+    {"tpm2", no_argument, NULL, OPT_TPM2},
+    {"tpmstate", required_argument, NULL, OPT_TPMSTATE},
+    {"ctrl", required_argument, NULL, OPT_CTRL},
+    {"server", required_argument, NULL, OPT_SERVER},
+    {"log", required_argument, NULL, OPT_LOG},
+    {"pid", required_argument, NULL, OPT_PID},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"migration-key", required_argument, NULL, OPT_MIGRATION_KEY},
+    {"flags", required_argument, NULL, OPT_FLAGS},
+    {"daemon", no_argument, NULL, 'd'},
+    {"terminate", no_argument, NULL, 't'},
+    {"print-capabilities", no_argument, NULL, OPT_PRINT_CAPS},
+    {"version", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"locality", required_argument, NULL, OPT_LOCALITY},
+    {"seccomp", required_argument, NULL, OPT_SECCOMP},
+    {"uuid", required_argument, NULL, OPT_UUID},
+    {"manager", required_argument, NULL, OPT_MANAGER},
+    {"runas", required_argument, NULL, OPT_UNSUPPORTED},
+    {"chroot", required_argument, NULL, OPT_UNSUPPORTED},
+    {"migration", required_argument, NULL, OPT_UNSUPPORTED},
+    {"vtpm-proxy", no_argument, NULL, OPT_UNSUPPORTED},
+    {"print-states", no_argument, NULL, OPT_PRINT_STATES},
+    {"profile", required_argument, NULL, OPT_UNSUPPORTED},
+    {NULL, 0, NULL, 0},
 };
 
 static void opts_defaults(struct vtpmd_opts *o)
@@ -571,8 +570,9 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 	if (o->ctrl.type == CHAN_NONE && o->server.type == CHAN_NONE)
 		return fail(err, errlen, "give --ctrl and/or --server: no channel to serve");
 	if (o->uuid && uuid_from_text(o->uuid, uuid) < 0)
-		return fail(err, errlen, "--uuid: '%s' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-"
-					 "xxxxxxxxxxxx)",
+		return fail(err, errlen,
+			    "--uuid: '%s' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-"
+			    "xxxxxxxxxxxx)",
 			    o->uuid);
 	if (o->manager && !o->uuid)
 		return fail(err, errlen, "--manager needs --uuid");

@@ -13,8 +13,14 @@
 
 #include "vtpmd/engine.h"
 
-enum chan_type { CHAN_NONE = 0, CHAN_UNIX_PATH, CHAN_UNIX_FD, CHAN_UNIX_CLIENTFD, CHAN_TCP_PORT,
-		 CHAN_TCP_FD };
+enum chan_type {
+	CHAN_NONE = 0,
+	CHAN_UNIX_PATH,
+	CHAN_UNIX_FD,
+	CHAN_UNIX_CLIENTFD,
+	CHAN_TCP_PORT,
+	CHAN_TCP_FD
+};
 
 struct chan_opts {
 	enum chan_type type;
@@ -25,7 +31,7 @@ struct chan_opts {
 	uint16_t port;
 	char *bindaddr;
 	int fd;
-	bool terminate;  /* --ctrl ...,terminate: exit when the control client hangs up */
+	bool terminate;	 /* --ctrl ...,terminate: exit when the control client hangs up */
 	bool disconnect; /* --server ...,disconnect: close after each response */
 };
 
@@ -35,9 +41,9 @@ struct key_opts {
 	enum key_source source;
 	char *path;
 	int fd;
-	bool hex;        /* format=hex (default binary) */
-	bool remove;     /* remove the key file after reading it */
-	unsigned bits;   /* 128 or 256, from mode=aes-{128,256}-{cbc,gcm} */
+	bool hex;	 /* format=hex (default binary) */
+	bool remove;	 /* remove the key file after reading it */
+	unsigned bits;	 /* 128 or 256, from mode=aes-{128,256}-{cbc,gcm} */
 	bool kdf_pbkdf2; /* for passphrases: pbkdf2 (default) or sha512 */
 };
 

@@ -11,7 +11,7 @@
 
 #include "common/aead.h"
 
-#define KEY_MATERIAL_MAX 4096
+#define KEY_MATERIAL_MAX  4096
 #define PBKDF2_ITERATIONS 10000
 
 static const char kdf_info[] = "vtpmd --key v1";
@@ -47,8 +47,8 @@ static int hex_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap, s
 	return 0;
 }
 
-int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t len,
-		     uint8_t key[32], char *err, size_t errlen)
+int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t len, uint8_t key[32],
+		     char *err, size_t errlen)
 {
 	uint8_t raw[64];
 	size_t raw_len = 0;
@@ -60,11 +60,11 @@ int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t l
 			return -1;
 		}
 		raw_len = 64;
-		if (k->kdf_pbkdf2 ? PKCS5_PBKDF2_HMAC((const char *)material, (int)len,
-						      (const uint8_t *)pbkdf2_salt,
-						      sizeof(pbkdf2_salt) - 1, PBKDF2_ITERATIONS,
-						      EVP_sha512(), 64, raw) != 1
-				  : EVP_Digest(material, len, raw, NULL, EVP_sha512(), NULL) != 1) {
+		if (k->kdf_pbkdf2
+			? PKCS5_PBKDF2_HMAC((const char *)material, (int)len,
+					    (const uint8_t *)pbkdf2_salt, sizeof(pbkdf2_salt) - 1,
+					    PBKDF2_ITERATIONS, EVP_sha512(), 64, raw) != 1
+			: EVP_Digest(material, len, raw, NULL, EVP_sha512(), NULL) != 1) {
 			snprintf(err, errlen, "--key: passphrase key derivation failed");
 			goto out;
 		}
@@ -72,7 +72,8 @@ int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t l
 		size_t want = k->bits / 8;
 		if (k->hex) {
 			if (hex_decode(material, len, raw, sizeof(raw), &raw_len) < 0) {
-				snprintf(err, errlen, "--key: format=hex but the key is not hex text");
+				snprintf(err, errlen,
+					 "--key: format=hex but the key is not hex text");
 				goto out;
 			}
 		} else if (len <= sizeof(raw)) {
@@ -87,8 +88,8 @@ int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t l
 			goto out;
 		}
 	}
-	if (hkdf_sha256(raw, raw_len, NULL, 0, (const uint8_t *)kdf_info, sizeof(kdf_info) - 1,
-			key, 32) < 0) {
+	if (hkdf_sha256(raw, raw_len, NULL, 0, (const uint8_t *)kdf_info, sizeof(kdf_info) - 1, key,
+			32) < 0) {
 		snprintf(err, errlen, "--key: key derivation failed");
 		goto out;
 	}
@@ -127,7 +128,8 @@ int state_key_load(const struct key_opts *k, uint8_t key[32], char *err, size_t 
 		what = k->path;
 		fd = open(k->path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
-			snprintf(err, errlen, "--key: cannot open %s: %s", k->path, strerror(errno));
+			snprintf(err, errlen, "--key: cannot open %s: %s", k->path,
+				 strerror(errno));
 			return -1;
 		}
 	} else {

@@ -16,7 +16,7 @@
 
 int state_key_load(const struct key_opts *k, uint8_t key[32], char *err, size_t errlen);
 /* Derive from material already in memory (unit tests, fuzzing of the hex parser). */
-int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t len,
-		     uint8_t key[32], char *err, size_t errlen);
+int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t len, uint8_t key[32],
+		     char *err, size_t errlen);
 
 #endif

@@ -36,8 +36,8 @@
 #define VTPMMGRD_VERSION "0.1.0"
 /* Every running vtpmd keeps its connection (and the manager a pidfd for it): size for a few
  * thousand guests per host. */
-#define MAX_CONNS	 8192
-#define MAX_ADMIN_CONNS	 32 /* kept apart, so instance clients cannot crowd out admins */
+#define MAX_CONNS	8192
+#define MAX_ADMIN_CONNS 32 /* kept apart, so instance clients cannot crowd out admins */
 
 enum {
 	EXIT_OK = 0,
@@ -57,7 +57,7 @@ struct conn {
 struct server {
 	struct mgrd d;
 	int sig_fd;
-	int listen_fd[2]; /* [0] instance, [1] admin */
+	int listen_fd[2];   /* [0] instance, [1] admin */
 	struct conn *conns; /* grows by doubling up to MAX_CONNS */
 	size_t conns_cap;
 	size_t nconns;

@@ -13,7 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* A stream may hold several frames back to back. */
 	while (off < size) {
-		enum data_parse_status st = data_frame_parse(data + off, size - off, 4096, &f, &need);
+		enum data_parse_status st =
+		    data_frame_parse(data + off, size - off, 4096, &f, &need);
 		if (st != DATA_PARSE_DONE) {
 			if (st == DATA_PARSE_MORE && need <= size - off)
 				__builtin_trap();

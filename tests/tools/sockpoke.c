@@ -6,8 +6,9 @@
  * ADDR is a unix socket path or 127.0.0.1:PORT. Each HEX argument is sent with one write
  * (with --fd the first write carries the write end of a pipe as SCM_RIGHTS). With --close
  * the write side is shut down after sending. Then the answer is read (up to 64 KiB; 2 s
- * without any data, or 300 ms of silence after some arrived, ends it) and printed as hex on one line; "EOF" is printed if the peer closed
- * without answering. Exit: 0 printed something, 2 usage, 3 connect failed.
+ * without any data, or 300 ms of silence after some arrived, ends it) and printed as hex on one
+ * line; "EOF" is printed if the peer closed without answering. Exit: 0 printed something, 2 usage,
+ * 3 connect failed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,8 +61,8 @@ static int send_with_fd(int s, const unsigned char *b, size_t n)
 		char c[CMSG_SPACE(sizeof(int))];
 	} u;
 	struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.c,
-			   .msg_controllen = sizeof(u.c)};
+	struct msghdr m = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.c, .msg_controllen = sizeof(u.c)};
 	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
 
 	if (pipe(p) < 0)

@@ -69,9 +69,9 @@ enum {
 #define TPM_CC_NV_WRITE	       0x00000137u
 #define TPM_CC_NV_READ	       0x0000014Eu
 
-#define TPM_RH_OWNER 0x40000001u
-#define TPM_RS_PW    0x40000009u
-#define TPM_SU_CLEAR 0x0000u
+#define TPM_RH_OWNER   0x40000001u
+#define TPM_RS_PW      0x40000009u
+#define TPM_SU_CLEAR   0x0000u
 #define TPM_ALG_SHA256 0x000Bu
 
 #define TPM_RC_SUCCESS		0x000u
@@ -88,8 +88,8 @@ enum {
 #define NV_INDEX_LAST  0x01FFFFFFu
 /* What a single NV_Write carries at most here; the TPM's own limit (MAX_NV_BUFFER_SIZE) is
  * 1024 in libtpms, so keep well below. */
-#define MAX_NV_DATA 512u
-#define BUF_LEN	    4096u
+#define MAX_NV_DATA	    512u
+#define BUF_LEN		    4096u
 #define RESPONSE_TIMEOUT_MS 30000
 
 static const char *prog_cmd = "";
@@ -107,13 +107,12 @@ __attribute__((format(printf, 1, 2))) static void errx_msg(const char *fmt, ...)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: tpmc [-w MS] ADDR startup\n"
-		"       tpmc [-w MS] ADDR nvdefine INDEX SIZE\n"
-		"       tpmc [-w MS] ADDR nvloop INDEX N [FROM]\n"
-		"       tpmc [-w MS] ADDR nvwrite INDEX TEXT\n"
-		"       tpmc [-w MS] ADDR nvread INDEX\n"
-		"ADDR: PORT | 127.0.0.1:PORT | localhost:PORT | unix socket path\n");
+	fprintf(stderr, "usage: tpmc [-w MS] ADDR startup\n"
+			"       tpmc [-w MS] ADDR nvdefine INDEX SIZE\n"
+			"       tpmc [-w MS] ADDR nvloop INDEX N [FROM]\n"
+			"       tpmc [-w MS] ADDR nvwrite INDEX TEXT\n"
+			"       tpmc [-w MS] ADDR nvread INDEX\n"
+			"ADDR: PORT | 127.0.0.1:PORT | localhost:PORT | unix socket path\n");
 }
 
 /* Parse an unsigned number (decimal or 0x hex) that must fit in max. */
@@ -267,10 +266,12 @@ static int transact(int fd, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp, si
 		}
 	}
 	if (*rc != TPM_RC_SUCCESS && size != 10) {
-		errx_msg("error response 0x%03" PRIx32 " has size %" PRIu32 " (want 10)", *rc, size);
+		errx_msg("error response 0x%03" PRIx32 " has size %" PRIu32 " (want 10)", *rc,
+			 size);
 		return EXIT_MALFORMED;
 	}
-	if (*rc == TPM_RC_SUCCESS && tag != (cmd[1] == 0x02 ? TPM_ST_SESSIONS : TPM_ST_NO_SESSIONS)) {
+	if (*rc == TPM_RC_SUCCESS &&
+	    tag != (cmd[1] == 0x02 ? TPM_ST_SESSIONS : TPM_ST_NO_SESSIONS)) {
 		errx_msg("success response has tag 0x%04x, command had 0x%02x%02x", tag, cmd[0],
 			 cmd[1]);
 		return EXIT_MALFORMED;
@@ -291,11 +292,11 @@ static void start_cmd(struct wcursor *w, uint8_t *buf, size_t cap, uint16_t tag,
 /* Authorization area with one password session, empty password (Part 1, 19.8.4). */
 static void put_pw_session(struct wcursor *w)
 {
-	wc_u32(w, 9);		/* authorizationSize: 4 + 2 + 1 + 2 */
-	wc_u32(w, TPM_RS_PW);	/* sessionHandle */
-	wc_u16(w, 0);		/* nonceCaller: empty */
+	wc_u32(w, 9);	      /* authorizationSize: 4 + 2 + 1 + 2 */
+	wc_u32(w, TPM_RS_PW); /* sessionHandle */
+	wc_u16(w, 0);	      /* nonceCaller: empty */
 	wc_u8(w, TPMA_SESSION_CONTINUESESSION);
-	wc_u16(w, 0);		/* hmac (password): empty */
+	wc_u16(w, 0); /* hmac (password): empty */
 }
 
 static int finish_cmd(struct wcursor *w, size_t *len)
@@ -350,23 +351,40 @@ static int parse_session_rsp(const uint8_t *rsp, size_t rlen, size_t nhandles,
 static const char *rc_hint(uint32_t rc)
 {
 	switch (rc) {
-	case 0x100: return "TPM_RC_INITIALIZE";
-	case 0x101: return "TPM_RC_FAILURE";
-	case 0x14A: return "TPM_RC_NV_UNINITIALIZED";
-	case 0x14B: return "TPM_RC_NV_SPACE";
-	case 0x14C: return "TPM_RC_NV_DEFINED";
-	case 0x148: return "TPM_RC_NV_LOCKED";
-	case 0x149: return "TPM_RC_NV_AUTHORIZATION";
-	case 0x146: return "TPM_RC_NV_RANGE";
-	case 0x147: return "TPM_RC_NV_SIZE";
-	case 0x142: return "TPM_RC_COMMAND_SIZE";
-	case 0x143: return "TPM_RC_COMMAND_CODE";
-	case 0x922: return "TPM_RC_RETRY";
-	case 0x923: return "TPM_RC_NV_RATE";
-	case 0x921: return "TPM_RC_LOCKOUT";
-	case 0x908: return "TPM_RC_YIELDED";
-	case 0x90A: return "TPM_RC_NV_UNAVAILABLE";
-	case 0x98E: return "TPM_RC_AUTH_FAIL (handle 1)";
+	case 0x100:
+		return "TPM_RC_INITIALIZE";
+	case 0x101:
+		return "TPM_RC_FAILURE";
+	case 0x14A:
+		return "TPM_RC_NV_UNINITIALIZED";
+	case 0x14B:
+		return "TPM_RC_NV_SPACE";
+	case 0x14C:
+		return "TPM_RC_NV_DEFINED";
+	case 0x148:
+		return "TPM_RC_NV_LOCKED";
+	case 0x149:
+		return "TPM_RC_NV_AUTHORIZATION";
+	case 0x146:
+		return "TPM_RC_NV_RANGE";
+	case 0x147:
+		return "TPM_RC_NV_SIZE";
+	case 0x142:
+		return "TPM_RC_COMMAND_SIZE";
+	case 0x143:
+		return "TPM_RC_COMMAND_CODE";
+	case 0x922:
+		return "TPM_RC_RETRY";
+	case 0x923:
+		return "TPM_RC_NV_RATE";
+	case 0x921:
+		return "TPM_RC_LOCKOUT";
+	case 0x908:
+		return "TPM_RC_YIELDED";
+	case 0x90A:
+		return "TPM_RC_NV_UNAVAILABLE";
+	case 0x98E:
+		return "TPM_RC_AUTH_FAIL (handle 1)";
 	}
 	if (rc & 0x080) /* format one: bits 8-11 say which handle, parameter or session */
 		return "format-one error: see TPM 2.0 Part 2, 6.6";
@@ -418,14 +436,14 @@ static int cmd_nvdefine(int fd, uint32_t index, uint16_t size)
 	start_cmd(&w, cmd, sizeof(cmd), TPM_ST_SESSIONS, TPM_CC_NV_DEFINE_SPACE);
 	wc_u32(&w, TPM_RH_OWNER); /* @authHandle */
 	put_pw_session(&w);
-	wc_u16(&w, 0); /* TPM2B_AUTH auth: empty */
+	wc_u16(&w, 0);		      /* TPM2B_AUTH auth: empty */
 	pub_size = wc_reserve(&w, 2); /* TPM2B_NV_PUBLIC size */
 	pub_start = w.pos;
-	wc_u32(&w, index);				       /* nvIndex */
-	wc_u16(&w, TPM_ALG_SHA256);			       /* nameAlg */
+	wc_u32(&w, index);						    /* nvIndex */
+	wc_u16(&w, TPM_ALG_SHA256);					    /* nameAlg */
 	wc_u32(&w, TPMA_NV_OWNERWRITE | TPMA_NV_OWNERREAD | TPMA_NV_NO_DA); /* TPM_NT_ORDINARY */
-	wc_u16(&w, 0);					       /* authPolicy: empty */
-	wc_u16(&w, size);				       /* dataSize */
+	wc_u16(&w, 0);							    /* authPolicy: empty */
+	wc_u16(&w, size);						    /* dataSize */
 	if (pub_size)
 		be16_put(pub_size, (uint16_t)(w.pos - pub_start));
 	if (finish_cmd(&w, &len) < 0)

@@ -40,10 +40,9 @@ static void test_short_and_unknown(void)
 
 static void test_exact_bodies(void)
 {
-	static const uint32_t bodyless[] = {CMD_SHUTDOWN,   CMD_GET_TPMESTABLISHED,
-					    CMD_HASH_START, CMD_HASH_END,
-					    CMD_CANCEL_TPM_CMD, CMD_STORE_VOLATILE,
-					    CMD_STOP,       CMD_GET_CONFIG};
+	static const uint32_t bodyless[] = {
+	    CMD_SHUTDOWN,	CMD_GET_TPMESTABLISHED, CMD_HASH_START, CMD_HASH_END,
+	    CMD_CANCEL_TPM_CMD, CMD_STORE_VOLATILE,	CMD_STOP,	CMD_GET_CONFIG};
 	uint8_t b[16] = {0};
 	struct ctrl_req r;
 	size_t need, i;
@@ -155,7 +154,7 @@ static void test_envelope(void)
 		copy = malloc(n ? n : 1);
 		memcpy(copy, env, n);
 		CHECKF(blob_envelope_unwrap(copy, n, 1, NULL, &out, &olen) != RES_SUCCESS &&
-			       out == NULL,
+			   out == NULL,
 		       "len %zu", n);
 		free(copy);
 	}
@@ -199,7 +198,7 @@ static void test_envelope(void)
 	be32_put(copy + 12, sizeof(raw));
 	memcpy(copy + 16, raw, sizeof(raw));
 	CHECK(blob_envelope_unwrap(copy, 10 + 6 + sizeof(raw), 1, NULL, &out, &olen) ==
-		      RES_SUCCESS &&
+		  RES_SUCCESS &&
 	      olen == sizeof(raw) && memcmp(out, raw, olen) == 0);
 	free(out);
 	free(copy);

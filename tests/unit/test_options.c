@@ -16,17 +16,38 @@ static int parse(int argc, char **argv, struct vtpmd_opts *o, char *err)
 
 static void test_libvirt_forms(void)
 {
-	char *libvirt[] = {"swtpm", "socket", "--ctrl", "type=unixio,path=/run/x.sock,mode=0600",
-			   "--tpmstate", "dir=/var/lib/x,mode=0600", "--log",
-			   "file=/var/log/x.log", "--terminate", "--tpm2", "--key",
-			   "pwdfd=7,mode=aes-256-cbc", NULL};
-	char *old_libvirt[] = {"swtpm", "socket", "--daemon", "--ctrl",
-			       "type=unixio,path=/run/x.sock,mode=0600", "--tpmstate",
-			       "dir=/var/lib/x", "--pid", "file=/run/x.pid", "--tpm2", NULL};
-	char *setup[] = {"swtpm", "socket", "--flags", "not-need-init,startup-clear",
-			 "--tpmstate", "backend-uri=dir:///tmp/s", "--pid", "file=/tmp/p",
-			 "--tpm2", "--server", "type=tcp,fd=5", "--ctrl",
-			 "type=unixio,clientfd=6", NULL};
+	char *libvirt[] = {"swtpm",	  "socket",
+			   "--ctrl",	  "type=unixio,path=/run/x.sock,mode=0600",
+			   "--tpmstate",  "dir=/var/lib/x,mode=0600",
+			   "--log",	  "file=/var/log/x.log",
+			   "--terminate", "--tpm2",
+			   "--key",	  "pwdfd=7,mode=aes-256-cbc",
+			   NULL};
+	char *old_libvirt[] = {"swtpm",
+			       "socket",
+			       "--daemon",
+			       "--ctrl",
+			       "type=unixio,path=/run/x.sock,mode=0600",
+			       "--tpmstate",
+			       "dir=/var/lib/x",
+			       "--pid",
+			       "file=/run/x.pid",
+			       "--tpm2",
+			       NULL};
+	char *setup[] = {"swtpm",
+			 "socket",
+			 "--flags",
+			 "not-need-init,startup-clear",
+			 "--tpmstate",
+			 "backend-uri=dir:///tmp/s",
+			 "--pid",
+			 "file=/tmp/p",
+			 "--tpm2",
+			 "--server",
+			 "type=tcp,fd=5",
+			 "--ctrl",
+			 "type=unixio,clientfd=6",
+			 NULL};
 	struct vtpmd_opts o;
 	char err[256];
 
@@ -62,32 +83,32 @@ static void test_refusals(void)
 	static const struct {
 		const char *a1, *a2, *needle;
 	} cases[] = {
-		{"--ctrl", "path=/x", "type="},
-		{"--ctrl", "type=serial,path=/x", "not supported"},
-		{"--ctrl", "type=unixio,path=/x,colour=red", "unknown parameter 'colour'"},
-		{"--ctrl", "type=tcp,port=70000", "port"},
-		{"--ctrl", "type=tcp,port=-1", "port"},
-		{"--ctrl", "type=tcp,port=12x", "port"},
-		{"--ctrl", "type=unixio,fd=99999999", "fd"},
-		{"--ctrl", "type=unixio", "needs path="},
-		{"--ctrl", "type=unixio,path=", "empty"},
-		{"--ctrl", ",,,", "needs parameters"},
-		{"--ctrl", "=x", "empty parameter name"},
-		{"--server", "type=unixio,clientfd=3", "clientfd"},
-		{"--server", "type=tcp,port=1,path=/x", "unixio"},
-		{"--tpmstate", "backend-uri=file:///x", "only dir://"},
-		{"--tpmstate", "dir=/x,mode=999", "mode"},
-		{"--key", "file=/k,fd=3", "exactly one"},
-		{"--key", "file=/k,mode=aes-512-xts", "not supported"},
-		{"--key", "file=/k,format=base64", "format"},
-		{"--key", "file=/k,remove=maybe", "true or false"},
-		{"--flags", "not-need-init,fast", "unknown parameter 'fast'"},
-		{"--flags", "startup-clear=1", "takes no value"},
-		{"--uuid", "not-a-uuid", "not a UUID"},
-		{"--runas", "tss", "not supported"},
-		{"--seccomp", "action=kill", "action=none"},
-		{"--bogus", "x", "unknown option"},
-		{"--manager", "/run/m.sock", "--uuid"},
+	    {"--ctrl", "path=/x", "type="},
+	    {"--ctrl", "type=serial,path=/x", "not supported"},
+	    {"--ctrl", "type=unixio,path=/x,colour=red", "unknown parameter 'colour'"},
+	    {"--ctrl", "type=tcp,port=70000", "port"},
+	    {"--ctrl", "type=tcp,port=-1", "port"},
+	    {"--ctrl", "type=tcp,port=12x", "port"},
+	    {"--ctrl", "type=unixio,fd=99999999", "fd"},
+	    {"--ctrl", "type=unixio", "needs path="},
+	    {"--ctrl", "type=unixio,path=", "empty"},
+	    {"--ctrl", ",,,", "needs parameters"},
+	    {"--ctrl", "=x", "empty parameter name"},
+	    {"--server", "type=unixio,clientfd=3", "clientfd"},
+	    {"--server", "type=tcp,port=1,path=/x", "unixio"},
+	    {"--tpmstate", "backend-uri=file:///x", "only dir://"},
+	    {"--tpmstate", "dir=/x,mode=999", "mode"},
+	    {"--key", "file=/k,fd=3", "exactly one"},
+	    {"--key", "file=/k,mode=aes-512-xts", "not supported"},
+	    {"--key", "file=/k,format=base64", "format"},
+	    {"--key", "file=/k,remove=maybe", "true or false"},
+	    {"--flags", "not-need-init,fast", "unknown parameter 'fast'"},
+	    {"--flags", "startup-clear=1", "takes no value"},
+	    {"--uuid", "not-a-uuid", "not a UUID"},
+	    {"--runas", "tss", "not supported"},
+	    {"--seccomp", "action=kill", "action=none"},
+	    {"--bogus", "x", "unknown option"},
+	    {"--manager", "/run/m.sock", "--uuid"},
 	};
 	struct vtpmd_opts o;
 	char err[256];
@@ -95,9 +116,16 @@ static void test_refusals(void)
 
 	unit_begin("options: each bad option is refused with a precise message");
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *argv[] = {"vtpmd",          "socket", "--tpm2", "--tpmstate", "dir=/s",
-				"--ctrl",         "type=unixio,path=/c",
-				(char *)cases[i].a1, (char *)cases[i].a2, NULL};
+		char *argv[] = {"vtpmd",
+				"socket",
+				"--tpm2",
+				"--tpmstate",
+				"dir=/s",
+				"--ctrl",
+				"type=unixio,path=/c",
+				(char *)cases[i].a1,
+				(char *)cases[i].a2,
+				NULL};
 		int rc = parse(ARGC(argv), argv, &o, err);
 		CHECKF(rc < 0 && strstr(err, cases[i].needle), "%s %s: rc %d, message '%s'",
 		       cases[i].a1, cases[i].a2, rc, rc < 0 ? err : "");
@@ -107,13 +135,13 @@ static void test_refusals(void)
 
 	unit_begin("options: missing essentials");
 	{
-		char *no_tpm2[] = {"vtpmd", "socket", "--tpmstate", "dir=/s", "--ctrl",
-				   "type=tcp,port=1", NULL};
+		char *no_tpm2[] = {"vtpmd",  "socket",		"--tpmstate", "dir=/s",
+				   "--ctrl", "type=tcp,port=1", NULL};
 		char *no_dir[] = {"vtpmd", "socket", "--tpm2", "--ctrl", "type=tcp,port=1", NULL};
 		char *no_chan[] = {"vtpmd", "socket", "--tpm2", "--tpmstate", "dir=/s", NULL};
 		char *cuse[] = {"vtpmd", "cuse", "--tpm2", NULL};
-		char *stray[] = {"vtpmd", "socket", "--tpm2", "--tpmstate", "dir=/s", "--ctrl",
-				 "type=tcp,port=1", "extra", NULL};
+		char *stray[] = {"vtpmd",  "socket",	      "--tpm2", "--tpmstate", "dir=/s",
+				 "--ctrl", "type=tcp,port=1", "extra",	NULL};
 		CHECK(parse(ARGC(no_tpm2), no_tpm2, &o, err) < 0 && strstr(err, "TPM 2.0 only"));
 		vtpmd_opts_free(&o);
 		CHECK(parse(ARGC(no_dir), no_dir, &o, err) < 0 && strstr(err, "--tpmstate"));
@@ -146,12 +174,13 @@ static void test_keys(void)
 {
 	struct key_opts k = {.source = KEY_FILE, .bits = 256, .hex = true};
 	static const char hex64[] =
-		"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+	    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
 	uint8_t a[32], b[32];
 	char err[256];
 
 	unit_begin("keys: hex key with newline; wrong lengths and bad digits refused");
-	CHECKF(state_key_derive(&k, (const uint8_t *)hex64, strlen(hex64), a, err, sizeof(err)) == 0,
+	CHECKF(state_key_derive(&k, (const uint8_t *)hex64, strlen(hex64), a, err, sizeof(err)) ==
+		   0,
 	       "%s", err);
 	CHECK(state_key_derive(&k, (const uint8_t *)hex64, 40, b, err, sizeof(err)) < 0 &&
 	      strstr(err, "32-byte"));
