@@ -20,30 +20,6 @@ SEED=${CRASH_SEED:-$(( $(date +%s) % 32768 ))}
 NV_INDEX=0x01500030
 LOOP_N=100000000 # values per nvloop: far more than fit in 60 ms, so the kill always ends it
 
-# _alive PID: the process exists and is not a zombie (builtins only: no fork per poll).
-_alive() {
-  local l
-  { read -r l <"/proc/$1/stat"; } 2>/dev/null || return 1
-  l=${l##*) }
-  [ -n "$l" ] && [ "${l%% *}" != Z ]
-}
-# _forget PID: drop a reaped PID from lib.sh's list so the exit trap never signals a reused PID.
-_forget() {
-  local p keep=()
-  for p in "${_t_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  _t_pids=("${keep[@]}")
-}
-# _reap PID [SECONDS]: wait (bounded, default 5 s) for PID to exit, SIGKILL it if it does not;
-# the exit status is left in _rc (137 if it had to be killed).
-_reap() {
-  local end=$((SECONDS + ${2:-5} + 1))
-  while _alive "$1" && [ "$SECONDS" -lt "$end" ]; do sleep 0.01; done
-  _alive "$1" && kill -KILL "$1" 2>/dev/null
-  wait "$1" 2>/dev/null
-  _rc=$?
-  _forget "$1"
-}
-_sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
 
 # _start NAME [ARGS...]: start vtpmd on directory NAME (plain|keyed) in the background.
 _start() {

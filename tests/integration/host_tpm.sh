@@ -31,11 +31,6 @@ fi
 
 W=$(t_tmpdir)
 
-_alive() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "$st" != Z ]
-}
 _wait_tcp() {
   local i
   for ((i = 0; i < 50; i++)); do

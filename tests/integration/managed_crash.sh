@@ -54,26 +54,6 @@ t_start=$(date +%s%N)
 exec 4>&2 2>>"$W/shell.err" # bash's "Killed" job notices stay out of the output
 trap 'exec 2>&4 4>&-; grep -v "^[^ ]*: line [0-9]*: *[0-9]* Killed " "$W/shell.err" >&2; _t_cleanup' EXIT
 
-_alive() {
-  local l
-  { read -r l <"/proc/$1/stat"; } 2>/dev/null || return 1
-  l=${l##*) }
-  [ -n "$l" ] && [ "${l%% *}" != Z ]
-}
-_forget() {
-  local p keep=()
-  for p in "${_t_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  _t_pids=("${keep[@]}")
-}
-# _reap PID [SECONDS]: wait (bounded) for PID to exit, SIGKILL it if it does not; status in _rc.
-_reap() {
-  local end=$((SECONDS + ${2:-5} + 1))
-  while _alive "$1" && [ "$SECONDS" -lt "$end" ]; do sleep 0.01; done
-  _alive "$1" && kill -KILL "$1" 2>/dev/null
-  wait "$1" 2>/dev/null
-  _rc=$?
-  _forget "$1"
-}
 _wait_tcp() {
   local i
   for ((i = 0; i < 50; i++)); do

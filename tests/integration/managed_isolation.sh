@@ -53,12 +53,6 @@ OTHER_DIGEST=$(sha256sum "$W/vtpmd-other" | cut -c1-64)
 exec 4>&2 2>>"$W/shell.err" # keep bash's "Killed" job notices out of the output
 trap 'exec 2>&4; grep -v " Killed " "$W/shell.err" >&2; _t_cleanup' EXIT
 
-_alive() {
-  local l
-  { read -r l <"/proc/$1/stat"; } 2>/dev/null || return 1
-  l=${l##*) }
-  [ -n "$l" ] && [ "${l%% *}" != Z ]
-}
 wait_gone() {
   local i
   for ((i = 0; i < ${2:-50}; i++)); do
@@ -76,7 +70,6 @@ _wait_tcp() {
   done
   return 1
 }
-_sha() { sha256sum "$1" 2>/dev/null | cut -c1-64; }
 oneline() { tr '\n' ' ' <<<"$1" | cut -c1-400; }
 
 # start_host_tpm DIR: a swtpm as a host TPM on DIR; sets TCTI_OUT and SW_PID.

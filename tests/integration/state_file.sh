@@ -25,29 +25,6 @@ NV_CTR=0x01500040
 NV_MARK=0x01500041
 FAIL_TO=2 # seconds within which a refused start must have exited
 
-# _alive PID: the process exists and is not a zombie (builtins only: no fork per poll).
-_alive() {
-  local l
-  { read -r l <"/proc/$1/stat"; } 2>/dev/null || return 1
-  l=${l##*) }
-  [ -n "$l" ] && [ "${l%% *}" != Z ]
-}
-_forget() {
-  local p keep=()
-  for p in "${_t_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  _t_pids=("${keep[@]}")
-}
-# _reap PID [SECONDS]: wait (bounded, default 5 s) for PID to exit, SIGKILL it if it does not;
-# the exit status is left in _rc (137 if it had to be killed).
-_reap() {
-  local end=$((SECONDS + ${2:-5} + 1))
-  while _alive "$1" && [ "$SECONDS" -lt "$end" ]; do sleep 0.02; done
-  _alive "$1" && kill -KILL "$1" 2>/dev/null
-  wait "$1" 2>/dev/null
-  _rc=$?
-  _forget "$1"
-}
-_sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
 _oneline() { printf '%s' "$1" | grep -v '^$' | tr '\n' ' ' | cut -c1-300; }
 
 # _start DIR [ARGS...]: vtpmd on DIR/state with sockets DIR/data.sock, DIR/ctrl.sock, TPM started.

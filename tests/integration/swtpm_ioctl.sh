@@ -95,11 +95,6 @@ _raw_tcp() {
     printf "%s" "$2" | xxd -r -p >&3
     head -c 10 <&3 | xxd -p' _ "$1" "$2" 2>>"$_logf"
 }
-_alive() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "$st" != Z ]
-}
 _tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # _start DAEMON MODE DIR: start DAEMON with state DIR/state, control over MODE (unix|tcp).

@@ -52,12 +52,6 @@ _raw() {
     printf "%s" "$2" | xxd -r -p >&3
     head -c 10 <&3 | xxd -p' _ "$1" "$2" 2>>"$_log"
 }
-# _alive PID: process exists and is not a zombie.
-_alive() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "$st" != Z ]
-}
 # _wait_tcp PID PORT: wait (≤5 s) until PORT accepts connections while PID lives.
 _wait_tcp() {
   local i

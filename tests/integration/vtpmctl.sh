@@ -73,11 +73,6 @@ ok() {
 }
 # jq_eq NAME FILTER EXPECTED: jq -r FILTER on $OUT.
 jq_eq() { t_eq "$1" "$3" "$(jq -r "$2" <<<"$OUT" 2>&1)"; }
-_alive() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "$st" != Z ]
-}
 # wait_gone PID [TENTHS]: wait until PID has exited.
 wait_gone() {
   local i

@@ -39,11 +39,6 @@ I=$W/instance.sock
 DB=$W/store.db
 LOG=$W/vtpmmgrd.log
 
-_alive() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "$st" != Z ]
-}
 _wait_tcp() {
   local i
   for ((i = 0; i < 50; i++)); do
