@@ -354,27 +354,16 @@ int cmd_group(struct ctl *c, int argc, char **argv)
 	    {"show", MGR_GROUP_SHOW, "group show", show_help},
 	    {"delete", MGR_GROUP_DELETE, "group delete", delete_help},
 	};
-	struct argiter it;
 	const char *val;
 	size_t k;
-	int id, rc;
+	int rc;
 
-	argiter_init(&it, argc - 1, argv + 1, "group");
-	for (;;) {
-		id = argiter_next(c, &it, NULL, &val);
-		if (id == OPT_ERROR)
-			return EXIT_USAGE;
-		if (id == OPT_END || id == OPT_DASHDASH)
-			return ctl_usage(c, "group",
-					 "group needs a subcommand: create, list, show or delete");
-		if (id == OPT_POSITIONAL)
-			break;
-		rc = ctl_global_opt(c, &it, id, val, ctl_group_help);
-		if (rc)
-			return rc;
-	}
-	argc -= it.i;
-	argv += it.i;
+	rc = ctl_subcommand(c, &argc, &argv, "group",
+			    "group needs a subcommand: create, list, show or delete",
+			    ctl_group_help);
+	if (rc >= 0)
+		return rc;
+	val = argv[0]; /* the subcommand */
 	if (strcmp(val, "create") == 0) {
 		if (args_want_help(argc - 1, argv + 1))
 			return ctl_help(create_help), EXIT_OK;

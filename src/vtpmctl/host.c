@@ -300,26 +300,14 @@ static int host_status(struct ctl *c, int argc, char **argv)
 
 int cmd_host(struct ctl *c, int argc, char **argv)
 {
-	struct argiter it;
 	const char *val;
-	int id, rc;
+	int rc;
 
-	argiter_init(&it, argc - 1, argv + 1, "host");
-	for (;;) {
-		id = argiter_next(c, &it, NULL, &val);
-		if (id == OPT_ERROR)
-			return EXIT_USAGE;
-		if (id == OPT_END || id == OPT_DASHDASH)
-			return ctl_usage(c, "host",
-					 "host needs a subcommand: init, status or reseal");
-		if (id == OPT_POSITIONAL)
-			break;
-		rc = ctl_global_opt(c, &it, id, val, ctl_host_help);
-		if (rc)
-			return rc;
-	}
-	argc -= it.i;
-	argv += it.i; /* argv[0] is the subcommand */
+	rc = ctl_subcommand(c, &argc, &argv, "host",
+			    "host needs a subcommand: init, status or reseal", ctl_host_help);
+	if (rc >= 0)
+		return rc;
+	val = argv[0]; /* the subcommand */
 	if (strcmp(val, "init") == 0) {
 		if (args_want_help(argc - 1, argv + 1))
 			return ctl_help(init_help), EXIT_OK;

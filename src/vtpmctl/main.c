@@ -153,6 +153,31 @@ bool args_want_help(int argc, char **argv)
 	return false;
 }
 
+int ctl_subcommand(struct ctl *c, int *argc, char ***argv, const char *cmd, const char *missing,
+		   const char *help)
+{
+	struct argiter it;
+	const char *val;
+	int id, rc;
+
+	argiter_init(&it, *argc - 1, *argv + 1, cmd);
+	for (;;) {
+		id = argiter_next(c, &it, NULL, &val);
+		if (id == OPT_ERROR)
+			return EXIT_USAGE;
+		if (id == OPT_END || id == OPT_DASHDASH)
+			return ctl_usage(c, cmd, "%s", missing);
+		if (id == OPT_POSITIONAL)
+			break;
+		rc = ctl_global_opt(c, &it, id, val, help);
+		if (rc)
+			return rc;
+	}
+	*argc -= it.i;
+	*argv += it.i;
+	return -1;
+}
+
 int ctl_global_opt(struct ctl *c, struct argiter *it, int id, const char *val, const char *help)
 {
 	char err[256];

@@ -327,27 +327,15 @@ int cmd_vtpm(struct ctl *c, int argc, char **argv)
 	    {"show", vtpm_show, show_help},
 	    {"delete", vtpm_delete, delete_help},
 	};
-	struct argiter it;
 	const char *val;
 	size_t k;
-	int id, rc;
+	int rc;
 
-	argiter_init(&it, argc - 1, argv + 1, "vtpm");
-	for (;;) {
-		id = argiter_next(c, &it, NULL, &val);
-		if (id == OPT_ERROR)
-			return EXIT_USAGE;
-		if (id == OPT_END || id == OPT_DASHDASH)
-			return ctl_usage(c, "vtpm",
-					 "vtpm needs a subcommand: create, list, show or delete");
-		if (id == OPT_POSITIONAL)
-			break;
-		rc = ctl_global_opt(c, &it, id, val, ctl_vtpm_help);
-		if (rc)
-			return rc;
-	}
-	argc -= it.i;
-	argv += it.i;
+	rc = ctl_subcommand(c, &argc, &argv, "vtpm",
+			    "vtpm needs a subcommand: create, list, show or delete", ctl_vtpm_help);
+	if (rc >= 0)
+		return rc;
+	val = argv[0]; /* the subcommand */
 	for (k = 0; k < sizeof(subs) / sizeof(subs[0]); k++)
 		if (strcmp(val, subs[k].name) == 0) {
 			if (args_want_help(argc - 1, argv + 1))

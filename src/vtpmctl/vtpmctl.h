@@ -76,6 +76,11 @@ int argiter_next(struct ctl *c, struct argiter *it, const struct optspec *specs,
 /* Handle a global option id returned by argiter_next: 0 handled, or an exit code (-1 if
  * the id is not global). */
 int ctl_global_opt(struct ctl *c, struct argiter *it, int id, const char *val, const char *help);
+/* For a command family (host, group, vtpm): skip global options up to the subcommand.
+ * Returns -1 with argc and argv moved so argv[0] is the subcommand, or an exit code (a usage
+ * error saying `missing` when no subcommand is given). */
+int ctl_subcommand(struct ctl *c, int *argc, char ***argv, const char *cmd, const char *missing,
+		   const char *help);
 /* Whether argv[0..argc) holds --help or -h before any "--". */
 bool args_want_help(int argc, char **argv);
 
