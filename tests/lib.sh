@@ -137,3 +137,35 @@ _reap() {
 }
 # _sha FILE: the file's SHA-256 (empty if unreadable).
 _sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
+
+# Crash tests (kill -9 in a write loop): the counter read back after a restart must be the
+# last acknowledged value or the next one (the write in flight may or may not have landed);
+# lower means an answered write was lost, higher is impossible.
+checked=0 lost=0 corrupt=0 landed=0 first_lost='' first_corrupt=''
+# crash_check WHERE VALUE ACKED BASE: tally one value read back.
+crash_check() {
+  local where=$1 v=$2 a=$3
+  checked=$((checked + 1))
+  if [ "$v" -lt "$a" ]; then
+    lost=$((lost + 1))
+    [ -n "$first_lost" ] || first_lost="$where: read $v after value $a was acked (base was $4)"
+  elif [ "$v" -gt $((a + 1)) ]; then
+    corrupt=$((corrupt + 1))
+    [ -n "$first_corrupt" ] || first_corrupt="$where: read $v, last acked $a (only $a or $((a + 1)) are possible)"
+  elif [ "$v" -eq $((a + 1)) ]; then
+    landed=$((landed + 1))
+  fi
+}
+# crash_report PREFIX: the no-lost-write and no-corruption checks from the tallies.
+crash_report() {
+  if [ "$lost" -eq 0 ] && [ "$checked" -gt 0 ]; then
+    t_pass "$1-no-lost-write ($checked checked)"
+  else
+    t_fail "$1-no-lost-write" "$lost of $checked checks lost an acked write; first: ${first_lost:-none checked}"
+  fi
+  if [ "$corrupt" -eq 0 ] && [ "$checked" -gt 0 ]; then
+    t_pass "$1-no-corruption ($checked checked, in-flight write landed $landed times)"
+  else
+    t_fail "$1-no-corruption" "$corrupt of $checked checks read an impossible value; first: ${first_corrupt:-none checked}"
+  fi
+}

@@ -169,16 +169,7 @@ _verify() {
     return 1
     ;;
   esac
-  checked=$((checked + 1))
-  if [ "$_val" -lt "$acked" ]; then
-    lost=$((lost + 1))
-    [ -n "$first_lost" ] || first_lost="round $r: read $_val after value $acked was acked (base was $base)"
-  elif [ "$_val" -gt $((acked + 1)) ]; then
-    corrupt=$((corrupt + 1))
-    [ -n "$first_corrupt" ] || first_corrupt="round $r: read $_val, last acked $acked (only $acked or $((acked + 1)) are possible)"
-  elif [ "$_val" -eq $((acked + 1)) ]; then
-    landed=$((landed + 1))
-  fi
+  crash_check "round $r" "$_val" "$acked" "$base"
   base=$_val acked=$_val
   # the manager's record is the file's newest version (every write was reported before the
   # nvread was answered)
@@ -295,16 +286,7 @@ if [ "$read_fail" -eq 0 ] && [ "$checked" -eq "$want" ]; then
 else
   t_fail "$P-counter-readable" "$checked of $want reads succeeded, $read_fail failed; first: ${first_read:-none}"
 fi
-if [ "$lost" -eq 0 ] && [ "$checked" -gt 0 ]; then
-  t_pass "$P-no-lost-write ($checked checked)"
-else
-  t_fail "$P-no-lost-write" "$lost of $checked checks lost an acked write; first: ${first_lost:-none checked}"
-fi
-if [ "$corrupt" -eq 0 ] && [ "$checked" -gt 0 ]; then
-  t_pass "$P-no-corruption ($checked checked, in-flight write landed $landed times)"
-else
-  t_fail "$P-no-corruption" "$corrupt of $checked checks read an impossible value; first: ${first_corrupt:-none checked}"
-fi
+crash_report "$P"
 if [ "$ver_bad" -eq 0 ] && [ "$checked" -gt 0 ]; then
   t_pass "$P-manager-version-matches-file"
 else
