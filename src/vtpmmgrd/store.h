@@ -12,20 +12,28 @@
  * commit record reached the disk, e.g. a failed fsync) the new one, whole; never a mix.
  * A kill -9 or a power cut at any moment leaves the old or the new state.
  *
- * Integrity and rollback guard. The store carries `counter` and `mac`:
- *   mac = HMAC-SHA256(mac key, canonical serialization, see store.c "MAC")
- * over the schema version, the counter, the schema objects (CREATE statements: no table,
- * index or trigger can be added unnoticed) and every row of the host, groups, group
- * patterns, group digests and vTPMs tables, each table in primary-key order, each value
- * typed and length-prefixed. The audit log is NOT covered (see Audit).
- * Each committed change bumps the counter by exactly one and rewrites the MAC in the same
- * transaction. `counter` is the value the host TPM NV counter has after this commit, so:
+ * Integrity. The store carries, in its meta row, `counter`, the rollback guard (see
+ * store_guard), `audit_rows`, `agg` and `mac` (store_mac.c has the exact bytes):
+ *   agg = XOR over every row of host, vtpm_groups, group_patterns, group_digests, vtpms
+ *         and audit of HMAC-SHA256(row key, table number || the row's typed columns)
+ *   mac = HMAC-SHA256(top key, "vtpm-store-mac-v2" || schema version || counter ||
+ *         guard || audit_rows || agg || digest of the schema objects)
+ * with the row key and the top key derived from the MAC key (HKDF, distinct labels). The
+ * per-row values are never stored. Each mutation reads, inside its transaction, the rows
+ * it changes or deletes and XORs their old values out and their new values in; the commit
+ * rewrites agg and mac. No mutation reads the whole store, so a commit costs the same with
+ * 10 vTPMs as with 10,000. store_verify recomputes agg over every row and checks agg and
+ * mac: a value changed, a row deleted, added or duplicated, a row put back from an older
+ * copy of the file, a changed guard, counter or schema object is STORE_TAMPERED.
  *
- *   the caller increments the NV counter after each successful mutation (or batches them),
- *   and at start compares: counter < NV value → the store is an older copy (rollback):
- *   refuse; counter == NV → current; counter == NV + 1 → a crash (or a failed commit that
- *   reached the disk) between the store commit and the NV increment: accept and
- *   increment the NV counter. Larger gaps happen only if the caller skipped increments.
+ * Counter and rollback guard. Each committed change of the host, group, vTPM or guard
+ * records bumps `counter` by exactly one, in the same transaction as the change; an
+ * audit-only transaction (store_audit_append, a refusal's row) rewrites agg and mac but not
+ * the counter. The MAC proves a store authentic, not current: an older copy of the file
+ * verifies, with its own older counter and guard. Telling it from the current store is
+ * the caller's job (rollback.c), by the counter against the host TPM NV counter, or by the
+ * guard's epoch (kept with store_guard_put, which bumps the counter like any change).
+ * Two copies that differ only in audit rows have the same counter.
  *
  * Rules (exact):
  *  1. store_open creates the schema when the file is new (mode 0600, schema version
@@ -37,35 +45,43 @@
  *     the MAC key) and must treat it as untrusted until store_verify succeeds.
  *  3. store_set_mac_key copies the key (the caller cleanses its own copy) and clears the
  *     "verified" mark. Mutations need both a key and a successful store_verify since the
- *     key was set (STORE_NO_KEY, STORE_NOT_VERIFIED otherwise).
- *  4. store_verify: a fresh store (counter 0, no MAC, no host/group/vTPM row) is valid
- *     with or without a key, counter 0. Otherwise it needs the key and recomputes the MAC
- *     (constant-time compare): a mismatch is STORE_TAMPERED, "the store was modified
- *     outside vtpmmgrd (MAC mismatch)"; a missing MAC on a non-empty store is
- *     STORE_TAMPERED too. A verified store of an older schema version is then upgraded in
- *     one transaction (same counter: an upgrade changes the layout, not the content) with
- *     a new MAC. It also runs PRAGMA quick_check (STORE_CORRUPT).
+ *     key was set (STORE_NO_KEY, STORE_NOT_VERIFIED otherwise). Set inside store_begin ...
+ *     store_commit, the commit MACs under the new key (it then reads every row, once).
+ *  4. store_verify: a store without a MAC is valid, with or without a key, only as
+ *     created: counter 0, no host/group/vTPM row, a zero guard (audit rows allowed, see
+ *     Audit; a store emptied and stripped of its MAC is thus a new store, as a deleted
+ *     file would be: the rollback guard, not the MAC, must notice). Otherwise it needs the key,
+ * recomputes agg and mac and compares both in constant time: a mismatch is STORE_TAMPERED, "the
+ * store was modified outside vtpmmgrd (MAC mismatch)"; a missing MAC on a non-empty store is
+ * STORE_TAMPERED too. A version-1 store is checked with the version-1 MAC (a full HMAC over the
+ * rows, audit excluded), then upgraded to version 2 in one transaction (same counter: an upgrade
+ * changes the layout, not the content; its audit rows become covered). It also runs PRAGMA
+ * quick_check (STORE_CORRUPT).
  *  5. A logical refusal (STORE_NOT_FOUND, STORE_EXISTS, STORE_BUSY, STORE_INVALID,
- *     STORE_ROLLBACK) changes nothing MAC-covered and does not bump the counter.
+ *     STORE_ROLLBACK) changes nothing but its audit row and does not bump the counter.
  *
  * Audit. Each admin mutation (host_put, group_add, group_delete, vtpm_add, vtpm_delete,
  * vtpm_set_state) given a non-NULL `who` appends one audit row in the SAME transaction as
  * the change: result "ok" when the change is committed; a logical refusal commits no
  * change but records one row, result "refused: <reason>" (also in one transaction).
- * An I/O failure records nothing (the store could not write). store_vtpm_set_version is
- * an instance action, not an admin one, and is not audited (it runs on every TPM state
- * write). store_audit_append records other refusals (denied peers, ...) on its own. The
- * audit log is outside the MAC and the counter: it is a record for operators, not an
- * input to a security decision, and appending to it never costs an NV increment; rows
- * edited or removed on disk are not detected.
+ * An I/O failure records nothing (the store could not write). store_vtpm_set_version and
+ * store_guard_put are not audited (they run on every TPM state write and every guard
+ * step). store_audit_append records other refusals (denied peers, ...) on its own.
+ * Audit rows are covered by agg like every other row, so a row deleted, edited or forged
+ * on disk is detected at store_verify. The log is bounded: an append that takes it over
+ * store_set_audit_keep rows (default 100000) deletes the oldest rows in its transaction.
+ * A store without a MAC (fresh, before provisioning: the manager logs refusals before it
+ * has a key) takes audit rows without a key, uncovered; the first keyed change folds
+ * them into agg, and from then on an append needs the key and a verified store like any
+ * mutation.
  *
  * Deleting a vTPM or group deletes its rows with secure_delete=ON and checkpoints and
  * truncates the WAL, so the wrapped key's bytes leave the database files (the file
  * system or the flash may keep old blocks: the guarantee is the group key's).
  *
- * The store keeps its own copy of the MAC key, overwritten by the next store_set_mac_key
- * and cleansed by store_close. It does not mlock it (munlock would undo vtpmmgrd's
- * mlockall for that page): vtpmmgrd locks its memory as a whole.
+ * The store keeps its own copy of the MAC key (and the two subkeys), overwritten by the next
+ * store_set_mac_key and cleansed by store_close. It does not mlock it (munlock would undo
+ * vtpmmgrd's mlockall for that page): vtpmmgrd locks its memory as a whole.
  *
  * Not thread-safe: one struct store per thread. Every function returns STORE_OK (0) or
  * a negative enum store_rc, and leaves a precise message for store_errmsg.
@@ -77,7 +93,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_BUSY_MS	     2000
 #define STORE_UUID_LEN	     16
 #define STORE_DIGEST_LEN     32
@@ -131,6 +147,12 @@ struct store_host {
 	uint8_t ak_public[STORE_BLOB_MAX]; /* the host AK public key, DER SubjectPublicKeyInfo */
 	size_t ak_public_len;		   /* 0..STORE_BLOB_MAX */
 	int64_t created;		   /* seconds since the epoch; 0 on put = now */
+	/* A second sealed copy of the root key, to the predicted values of the next boot
+	 * (vtpmctl host reseal --predict); tried at start when the current copy's PCRs differ,
+	 * and made the current copy by the first start that used it. */
+	uint8_t sealed_next[STORE_BLOB_MAX];
+	size_t sealed_next_len; /* 0..STORE_BLOB_MAX; 0: none (stored as NULL) */
+	int64_t next_created;	/* when sealed_next was made (seconds); 0 when there is none */
 };
 
 struct store_group {
@@ -214,12 +236,46 @@ int store_vtpm_set_state(struct store *s, const struct store_actor *who,
 int store_vtpm_set_version(struct store *s, const uint8_t uuid[STORE_UUID_LEN], uint64_t version,
 			   const uint8_t digest[STORE_DIGEST_LEN]);
 
-/* Audit: append a row on its own (durable on return; outside MAC and counter). */
+/* Audit: append a row on its own (durable on return; covered by the MAC once the store has
+ * one, never bumps the counter; may delete the oldest rows, see Audit). */
 int store_audit_append(struct store *s, const struct store_actor *who, const char *action,
 		       const char *subject, const char *result);
+/* Keep at most n audit rows (n 0 is taken as 1); applies from the next append. */
+void store_set_audit_keep(struct store *s, uint64_t n);
+/* The number of audit rows (the MAC-covered count; no scan). */
+int store_audit_count(struct store *s, uint64_t *n);
+/* The id of the newest audit row (0 if none): it grows with every append, rotation or not,
+ * so that the rollback guard sees audit-only changes (they do not bump the counter). */
+int store_audit_last_id(struct store *s, int64_t *id);
 /* The newest n rows, newest first. */
 int store_audit_list(struct store *s, unsigned n, int (*cb)(const struct store_audit *a, void *arg),
 		     void *arg);
+
+/*
+ * The rollback guard's record, MAC-covered, in the meta row. rollback.c gives the fields
+ * their meaning (an epoch advanced with the host TPM counter, the manager's run state, the
+ * host TPM's reset count, a time); the store only keeps them authentic.
+ * store_guard_get works at any time (a fresh store: all zero; trusted only after
+ * store_verify). store_guard_put is one durable transaction, needs the key and a verified
+ * store like every mutation, is not audited, and bumps the counter (a state above
+ * STORE_GUARD_ADVANCING is STORE_INVALID).
+ */
+/* guard states (rollback.h): the manager runs; it stopped cleanly; it was stopping (nothing
+ * changed since but the guard itself); it is advancing the counter past the epoch */
+#define STORE_GUARD_RUNNING   0
+#define STORE_GUARD_CLEAN     1
+#define STORE_GUARD_STOPPING  2
+#define STORE_GUARD_ADVANCING 3
+
+struct store_guard {
+	uint64_t epoch;
+	uint8_t state; /* STORE_GUARD_* */
+	uint32_t tpm_reset_count;
+	int64_t time;
+};
+
+int store_guard_get(struct store *s, struct store_guard *g);
+int store_guard_put(struct store *s, const struct store_guard *g);
 
 /*
  * Compose several mutations into one transaction: store_begin, then any mutating calls

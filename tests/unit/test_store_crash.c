@@ -17,7 +17,11 @@
  *        right after, so what it acknowledged must survive.
  *    Then the store is reopened with the default VFS: it must verify and hold the old
  *    state or the new one, whole (audit row included), with the counter to match; and
- *    the new one whenever the mutation returned STORE_OK.
+ *    the new one whenever the mutation returned STORE_OK. The same for the upgrade of a
+ *    version-1 store (tests/unit/fixtures/store_v1.hex) by store_verify: version 1 or 2,
+ *    both verifying, with the same content. The mutations include the
+ *    rollback guard (store_guard_put) and an audit append that rotates the log (a row
+ *    in, the oldest out, the aggregate following both).
  * VTPM_TEST_SEED=n replays a run (the seed is printed).
  */
 #include <dirent.h>
@@ -703,7 +707,8 @@ struct op {
 	int (*run)(struct store *s);
 	/* 1: the store holds the new state, 0: the old one, -1: a mix or garbage */
 	int (*state)(struct store *s);
-	int audit_rows; /* rows the mutation appends when it commits */
+	int audit_rows; /* rows the mutation appends when it commits (net of rotation) */
+	int bumps;	/* counter steps when it commits */
 };
 
 static int audit_count_cb(const struct store_audit *a, void *arg)
@@ -813,6 +818,62 @@ static int st_host_put(struct store *s)
 	return -1;
 }
 
+static int op_guard_put(struct store *s)
+{
+	struct store_guard g = {
+	    .epoch = 7, .state = STORE_GUARD_CLEAN, .tpm_reset_count = 3, .time = 12345};
+
+	return store_guard_put(s, &g);
+}
+
+static int st_guard_put(struct store *s)
+{
+	struct store_guard g;
+
+	if (store_guard_get(s, &g) != STORE_OK)
+		return -1;
+	if (g.epoch == 7 && g.state == STORE_GUARD_CLEAN && g.tpm_reset_count == 3 &&
+	    g.time == 12345)
+		return 1;
+	if (g.epoch == 0 && g.state == STORE_GUARD_RUNNING && g.tpm_reset_count == 0 && g.time == 0)
+		return 0;
+	return -1;
+}
+
+static int oldest_audit_cb(const struct store_audit *a, void *arg)
+{
+	memcpy(arg, a, sizeof(*a)); /* newest first: the last one listed is the oldest */
+	return 0;
+}
+
+/* An append to a full log (keep = its size): one row in, the oldest out, one transaction. */
+static int op_audit_rotate(struct store *s)
+{
+	uint64_t n = 0;
+	int rc = store_audit_count(s, &n);
+
+	if (rc)
+		return rc;
+	store_set_audit_keep(s, n);
+	return store_audit_append(s, &admin, "crash-append", "log", "denied: test");
+}
+
+static int st_audit_rotate(struct store *s)
+{
+	struct store_audit newest, oldest;
+	uint64_t n = 0;
+
+	memset(&newest, 0, sizeof(newest));
+	memset(&oldest, 0, sizeof(oldest));
+	if (store_audit_count(s, &n) != STORE_OK ||
+	    store_audit_list(s, 1, oldest_audit_cb, &newest) != STORE_OK ||
+	    store_audit_list(s, 100000, oldest_audit_cb, &oldest) != STORE_OK)
+		return -1;
+	if (strcmp(newest.action, "crash-append") == 0)
+		return oldest.id == 2 && n == (uint64_t)newest.id - 1 ? 1 : -1;
+	return oldest.id == 1 && n == (uint64_t)newest.id ? 0 : -1;
+}
+
 /* One transaction: add vTPM 30, migrate vTPM 5 out, delete vTPM 6. */
 static int op_composite(struct store *s)
 {
@@ -861,11 +922,13 @@ static int st_composite(struct store *s)
 }
 
 static const struct op ops[] = {
-    {"set_version", op_set_version, st_set_version, 0},
-    {"group_add", op_group_add, st_group_add, 1},
-    {"vtpm_delete (+ WAL checkpoint)", op_vtpm_delete, st_vtpm_delete, 1},
-    {"host_put", op_host_put, st_host_put, 1},
-    {"begin/add/set_state/delete/commit", op_composite, st_composite, 3},
+    {"set_version", op_set_version, st_set_version, 0, 1},
+    {"group_add", op_group_add, st_group_add, 1, 1},
+    {"vtpm_delete (+ WAL checkpoint)", op_vtpm_delete, st_vtpm_delete, 1, 1},
+    {"host_put", op_host_put, st_host_put, 1, 1},
+    {"begin/add/set_state/delete/commit", op_composite, st_composite, 3, 1},
+    {"guard_put", op_guard_put, st_guard_put, 0, 1},
+    {"audit append to a full log (rotation)", op_audit_rotate, st_audit_rotate, 0, 0},
 };
 
 static const char *const mode_names[] = {
@@ -930,7 +993,7 @@ static int fault_sweep(const struct op *op, enum fault_mode mode, const char *ba
 			    "%s, %s, point %d: returned STORE_OK but the change is lost", op->name,
 			    mode_names[mode], n))
 			return -1;
-		if (!CHECKF(c1 == c0 + (uint64_t)state,
+		if (!CHECKF(c1 == c0 + (uint64_t)(state * op->bumps),
 			    "%s, %s, point %d: counter %llu for the %s state (was %llu)", op->name,
 			    mode_names[mode], n, (unsigned long long)c1, state ? "new" : "old",
 			    (unsigned long long)c0))
@@ -993,6 +1056,124 @@ static void test_faults(void)
 	remove_db(work);
 }
 
+/* ---- part 3: the upgrade from version 1 under faults ------------------------------------ */
+
+/* the key tests/unit/fixtures/store_v1.hex was written with (see its README) */
+static const uint8_t v1_key[STORE_MAC_KEY_LEN] = {
+    0x5a, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0xa5};
+
+static int load_fixture(const char *name, const char *path)
+{
+	const char *top = getenv("VTPM_TOP");
+	char fx[512], line[256];
+	FILE *in, *out;
+	unsigned int b;
+	int rc = 0;
+
+	snprintf(fx, sizeof(fx), "%s/tests/unit/fixtures/%s", top ? top : ".", name);
+	remove_db(path);
+	in = fopen(fx, "r");
+	if (!in) {
+		printf("# %s: %s\n", fx, strerror(errno));
+		return -1;
+	}
+	out = fopen(path, "wb");
+	if (!out) {
+		fclose(in);
+		return -1;
+	}
+	while (rc == 0 && fgets(line, sizeof(line), in))
+		for (char *p = line; p[0] && p[0] != '\n'; p += 2)
+			if (sscanf(p, "%2x", &b) != 1 || fputc((int)b, out) == EOF) {
+				rc = -1;
+				break;
+			}
+	fclose(in);
+	if (fclose(out) != 0)
+		rc = -1;
+	return rc;
+}
+
+/* After a fault in store_verify's upgrade: version 1 or 2, whole, and it verifies. */
+static int upgrade_state(const char *work, int verify_rc, int mode, int n)
+{
+	char err[ERRLEN];
+	struct store *s = NULL;
+	struct store_vtpm v;
+	uint8_t u[16];
+	uint64_t c = 0;
+	int version, rc;
+
+	if (!CHECKF(store_open(&s, work, NULL, err, sizeof(err)) == STORE_OK, "%s", err))
+		return -1;
+	version = store_schema_version(s);
+	store_set_mac_key(s, v1_key);
+	rc = store_verify(s, &c, err, sizeof(err));
+	make_uuid(u, 0x90, 2);
+	if (!CHECKF(rc == STORE_OK, "%s, point %d: verify %d (%s)", mode_names[mode], n, rc, err) ||
+	    !CHECKF(version == 1 || version == 2, "%s, point %d: version %d", mode_names[mode], n,
+		    version) ||
+	    !CHECKF(verify_rc != STORE_OK || version == 2,
+		    "%s, point %d: upgrade returned STORE_OK, but the file is version %d",
+		    mode_names[mode], n, version) ||
+	    !CHECKF(c == 7 && store_vtpm_get(s, u, &v) == STORE_OK && v.version == 7,
+		    "%s, point %d: content changed", mode_names[mode], n)) {
+		store_close(s);
+		return -1;
+	}
+	store_close(s);
+	return version == 2;
+}
+
+static void test_upgrade_faults(void)
+{
+	char work[128], err[ERRLEN];
+	struct store *s;
+	uint64_t c;
+	int rc, state, news, points;
+	bool exhausted;
+
+	snprintf(work, sizeof(work), "%s/upgrade.db", dir);
+	for (int mode = F_IOERR_ONCE; mode <= F_POWER_CUT_SOME; mode++) {
+		char name[160];
+
+		snprintf(name, sizeof(name), "upgrade v1 -> v2: %s at every write point",
+			 mode_names[mode]);
+		unit_begin(name);
+		news = 0;
+		exhausted = false;
+		for (points = 1; !exhausted && points <= 400; points++) {
+			s = NULL;
+			fault_disarm();
+			if (!CHECK(load_fixture("store_v1.hex", work) == 0) ||
+			    !CHECK(store_open(&s, work, "faulty", err, sizeof(err)) == STORE_OK))
+				break;
+			store_set_mac_key(s, v1_key);
+			F.mode = (enum fault_mode)mode;
+			F.n = points;
+			rc = store_verify(s, &c, err, sizeof(err));
+			exhausted = !F.fired;
+			if (exhausted && (mode == F_POWER_CUT || mode == F_POWER_CUT_SOME))
+				power_cut();
+			if (exhausted && !CHECKF(rc == STORE_OK, "no fault, yet %d (%s)", rc, err))
+				break;
+			store_close(s);
+			fault_disarm();
+			state = upgrade_state(work, rc, mode, points);
+			if (state < 0)
+				break;
+			news += state;
+		}
+		printf("# upgrade, %s: %d write points; version 2 after %d faults (and the run "
+		       "without one)\n",
+		       mode_names[mode], points - 2, news - 1);
+		CHECKF(exhausted, "the upgrade never ran out of write points");
+		unit_end();
+	}
+	remove_db(work);
+}
+
 static void cleanup_dir(void)
 {
 	char p[512];
@@ -1021,6 +1202,7 @@ int main(void)
 		return 1;
 	}
 	test_faults();
+	test_upgrade_faults();
 	test_kill9();
 	cleanup_dir();
 	return unit_exit();

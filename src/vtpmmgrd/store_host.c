@@ -1,0 +1,78 @@
+/*
+ * store_host.c — the host provisioning record (one row).
+ */
+#include "vtpmmgrd/store_internal.h"
+
+#include <string.h>
+#include <time.h>
+
+int store_host_get(struct store *s, struct store_host *h)
+{
+	sqlite3_stmt *st = st_q(s, Q_HOST_GET);
+	int64_t created;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	rc = st_step_row(s, st, "reading the host record");
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return st_fail(s, STORE_NOT_FOUND, "the host is not provisioned");
+	rc = STORE_OK;
+	if (st_col_u32(st, 0, &h->pcr_mask) < 0 ||
+	    st_col_blob(st, 1, h->sealed_root, sizeof(h->sealed_root), &h->sealed_root_len) < 0 ||
+	    st_col_u32(st, 2, &h->nv_index) < 0 ||
+	    st_col_blob(st, 3, h->ak_public, sizeof(h->ak_public), &h->ak_public_len) < 0 ||
+	    st_col_int(st, 4, &created) < 0 ||
+	    (sqlite3_column_type(st, 5) != SQLITE_NULL &&
+	     (st_col_blob(st, 5, h->sealed_next, sizeof(h->sealed_next), &h->sealed_next_len) < 0 ||
+	      h->sealed_next_len == 0)) ||
+	    st_col_int(st, 6, &h->next_created) < 0)
+		rc = st_fail(s, STORE_CORRUPT, "the host record is malformed");
+	else
+		h->created = created;
+	sqlite3_reset(st);
+	return rc;
+}
+
+static int apply_host_put(struct store *s, const void *arg)
+{
+	const struct store_host *h = arg;
+	sqlite3_stmt *st;
+	int rc;
+
+	/* the row it replaces, if any, out of the aggregate */
+	rc = st_rows_xor(s, st_q(s, Q_HOST_ROW), T_HOST, "reading the host record");
+	if (rc)
+		return rc;
+	st = st_q(s, Q_HOST_PUT);
+	if (!st)
+		return STORE_IO;
+	st_bind_i64(st, 1, h->pcr_mask);
+	st_bind_blob(st, 2, h->sealed_root, h->sealed_root_len);
+	st_bind_i64(st, 3, h->nv_index);
+	st_bind_blob(st, 4, h->ak_public, h->ak_public_len);
+	st_bind_i64(st, 5, h->created ? h->created : (int64_t)time(NULL));
+	if (h->sealed_next_len) {
+		st_bind_blob(st, 6, h->sealed_next, h->sealed_next_len);
+		st_bind_i64(st, 7, h->next_created ? h->next_created : (int64_t)time(NULL));
+	} else {
+		sqlite3_bind_null(st, 6);
+		st_bind_i64(st, 7, 0);
+	}
+	rc = st_run_stmt(s, st, "writing the host record");
+	if (rc == STORE_OK)
+		rc = st_rows_xor(s, st_q(s, Q_HOST_ROW), T_HOST, "reading the host record");
+	return rc;
+}
+
+int store_host_put(struct store *s, const struct store_actor *who, const struct store_host *h)
+{
+	struct mut m = {.who = who, .action = "host-put", .subject = "host"};
+
+	if (h->sealed_root_len == 0 || h->sealed_root_len > STORE_BLOB_MAX ||
+	    h->ak_public_len > STORE_BLOB_MAX || h->sealed_next_len > STORE_BLOB_MAX)
+		return st_refused(
+		    s, &m, st_fail(s, STORE_INVALID, "host record: a blob is empty or too long"));
+	return st_mutate(s, &m, apply_host_put, h);
+}
