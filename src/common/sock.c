@@ -28,7 +28,8 @@ int sock_listen_unix(const char *path, mode_t mode, uid_t uid, gid_t gid, char *
 {
 	struct sockaddr_un sa;
 	struct stat st;
-	int fd;
+	mode_t old_umask;
+	int fd, rc;
 
 	if (fill_unix_addr(&sa, path) < 0) {
 		snprintf(err, errlen, "socket path %s is longer than %zu bytes", path,
@@ -44,14 +45,22 @@ int sock_listen_unix(const char *path, mode_t mode, uid_t uid, gid_t gid, char *
 		unlink(path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+	if (fd < 0) {
 		snprintf(err, errlen, "cannot listen on unix socket %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
-	if ((mode && chmod(path, mode) < 0) ||
-	    ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid) < 0)) {
+	/* The socket file is born with its final mode (default 0600, whatever the caller's
+	 * umask): no window in which it is wider, and no chmod that could follow a link. */
+	old_umask = umask(~(mode ? mode : 0600) & 0777);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_umask);
+	if (rc < 0 || listen(fd, 8) < 0) {
+		snprintf(err, errlen, "cannot listen on unix socket %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+	    fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
 		snprintf(err, errlen, "cannot set mode/owner of %s: %s", path, strerror(errno));
 		close(fd);
 		unlink(path);

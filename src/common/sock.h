@@ -9,7 +9,7 @@
 #include <sys/types.h>
 
 /* Listen on a unix stream socket at path (a stale socket file is replaced); mode: file mode
- * of the socket or 0 to leave the umask's; uid/gid: -1 to leave unchanged. */
+ * of the socket, 0 for 0600 (the umask plays no part); uid/gid: -1 to leave unchanged. */
 int sock_listen_unix(const char *path, mode_t mode, uid_t uid, gid_t gid, char *err, size_t errlen);
 /* Listen on TCP bindaddr:port; bindaddr must be a loopback address (127.0.0.0/8 or ::1). */
 int sock_listen_tcp(const char *bindaddr, uint16_t port, char *err, size_t errlen);

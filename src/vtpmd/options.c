@@ -473,7 +473,8 @@ out:
 	return rc;
 }
 
-static int parse_seccomp(const char *arg, char *err, size_t errlen)
+/* swtpm 0.7.1: --seccomp action=none|kill|log; the filter is on (kill) without the option. */
+static int parse_seccomp(const char *arg, struct vtpmd_opts *o, char *err, size_t errlen)
 {
 	static const char opt[] = "--seccomp";
 	struct kvlist l;
@@ -483,14 +484,33 @@ static int parse_seccomp(const char *arg, char *err, size_t errlen)
 	if (kv_split(opt, arg, &l, err, errlen) < 0 || kv_check(opt, &l, "action", err, errlen) < 0)
 		goto out;
 	v = kv_get(&l, "action");
-	if (!v || strcmp(v, "none") != 0) {
-		fail(err, errlen, "%s: only action=none is supported", opt);
+	if (!v) {
+		fail(err, errlen, "%s: action=kill, action=log or action=none is required", opt);
+		goto out;
+	}
+	if (strcmp(v, "kill") == 0)
+		o->seccomp = SECCOMP_ACTION_KILL;
+	else if (strcmp(v, "log") == 0)
+		o->seccomp = SECCOMP_ACTION_LOG;
+	else if (strcmp(v, "none") == 0)
+		o->seccomp = SECCOMP_ACTION_NONE;
+	else {
+		fail(err, errlen, "%s: action='%s' is not supported (use kill, log or none)", opt,
+		     v);
 		goto out;
 	}
 	rc = 0;
 out:
 	kv_free(&l);
 	return rc;
+}
+
+static int parse_nonempty(const char *opt, const char *what, const char *arg, char **dst, char *err,
+			  size_t errlen)
+{
+	if (!*arg)
+		return fail(err, errlen, "%s: %s is empty", opt, what);
+	return dup_str(dst, arg, err, errlen);
 }
 
 enum {
@@ -531,8 +551,8 @@ static const struct option long_opts[] = {
     {"seccomp", required_argument, NULL, OPT_SECCOMP},
     {"uuid", required_argument, NULL, OPT_UUID},
     {"manager", required_argument, NULL, OPT_MANAGER},
-    {"runas", required_argument, NULL, OPT_UNSUPPORTED},
-    {"chroot", required_argument, NULL, OPT_UNSUPPORTED},
+    {"runas", required_argument, NULL, 'r'},
+    {"chroot", required_argument, NULL, 'R'},
     {"migration", required_argument, NULL, OPT_UNSUPPORTED},
     {"vtpm-proxy", no_argument, NULL, OPT_UNSUPPORTED},
     {"print-states", no_argument, NULL, OPT_PRINT_STATES},
@@ -586,7 +606,7 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 
 int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, size_t errlen)
 {
-	int c, rc = 0;
+	int c, li, rc = 0;
 
 	opts_defaults(o);
 	if (argc >= 2 && strcmp(argv[1], "socket") == 0) {
@@ -599,7 +619,8 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 	}
 	optind = 0; /* full getopt reset: the parser may run more than once (tests) */
 	opterr = 0;
-	while (rc == 0 && (c = getopt_long(argc, argv, ":dthv", long_opts, NULL)) != -1) {
+	while (rc == 0 &&
+	       (li = -1, c = getopt_long(argc, argv, ":dthvr:R:", long_opts, &li)) != -1) {
 		switch (c) {
 		case OPT_TPM2:
 			o->tpm2 = true;
@@ -632,7 +653,7 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			rc = parse_locality(optarg, o, err, errlen);
 			break;
 		case OPT_SECCOMP:
-			rc = parse_seccomp(optarg, err, errlen);
+			rc = parse_seccomp(optarg, o, err, errlen);
 			break;
 		case OPT_UUID:
 			rc = dup_str(&o->uuid, optarg, err, errlen);
@@ -645,6 +666,13 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			break;
 		case OPT_PRINT_STATES:
 			o->print_states = true;
+			break;
+		case 'r':
+			rc = parse_nonempty("--runas", "the user", optarg, &o->runas, err, errlen);
+			break;
+		case 'R':
+			rc = parse_nonempty("--chroot", "the directory", optarg, &o->chroot_dir,
+					    err, errlen);
 			break;
 		case 'd':
 			o->daemon = true;
@@ -659,8 +687,9 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			o->version = true;
 			break;
 		case OPT_UNSUPPORTED:
-			rc = fail(err, errlen, "option %s is not supported by vtpmd",
-				  argv[optind - 1]);
+			/* Name the option, not its value (argv[optind - 1] is the value). */
+			rc = fail(err, errlen, "option --%s is not supported by vtpmd",
+				  li >= 0 ? long_opts[li].name : "?");
 			break;
 		case ':':
 			rc = fail(err, errlen, "option %s needs a value", argv[optind - 1]);
@@ -691,5 +720,7 @@ void vtpmd_opts_free(struct vtpmd_opts *o)
 	free(o->migration_key.path);
 	free(o->uuid);
 	free(o->manager);
+	free(o->runas);
+	free(o->chroot_dir);
 	memset(o, 0, sizeof(*o));
 }

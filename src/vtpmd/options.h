@@ -37,6 +37,13 @@ struct chan_opts {
 
 enum key_source { KEY_NONE = 0, KEY_FILE, KEY_FD, KEY_PWDFILE, KEY_PWDFD };
 
+/* --seccomp action=: what the filter does with a system call vtpmd does not need. */
+enum seccomp_action {
+	SECCOMP_ACTION_KILL = 0, /* the default, as swtpm: the process is killed (SIGSYS) */
+	SECCOMP_ACTION_LOG,	 /* the call is allowed and logged by the kernel (audit) */
+	SECCOMP_ACTION_NONE	 /* no filter */
+};
+
 struct key_opts {
 	enum key_source source;
 	char *path;
@@ -73,6 +80,9 @@ struct vtpmd_opts {
 	bool allow_set_locality;
 	char *uuid; /* --uuid (vtpm): the vTPM this state belongs to */
 	char *manager;
+	enum seccomp_action seccomp;
+	char *runas;	  /* --runas USER|UID: drop to it after --chroot, before any file */
+	char *chroot_dir; /* --chroot DIR: every later path is inside it */
 };
 
 /* argv[0] is the program, argv[1] "socket". Returns 0, or -1 with err set. */

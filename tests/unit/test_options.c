@@ -1,10 +1,16 @@
 /* vtpmd's command line: what libvirt and swtpm_setup pass is accepted; the rest is refused
  * with a message that names the problem. Also --key material. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/sock.h"
 #include "unit.h"
 #include "vtpmd/options.h"
+#include "vtpmd/sandbox.h"
 #include "vtpmd/state_key.h"
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])) - 1)
@@ -105,8 +111,13 @@ static void test_refusals(void)
 	    {"--flags", "not-need-init,fast", "unknown parameter 'fast'"},
 	    {"--flags", "startup-clear=1", "takes no value"},
 	    {"--uuid", "not-a-uuid", "not a UUID"},
-	    {"--runas", "tss", "not supported"},
-	    {"--seccomp", "action=kill", "action=none"},
+	    {"--runas", "", "--runas: the user is empty"},
+	    {"--chroot", "", "--chroot: the directory is empty"},
+	    {"--seccomp", "action=trap", "action='trap' is not supported (use kill, log or none)"},
+	    {"--seccomp", "mode=kill", "unknown parameter 'mode'"},
+	    {"--seccomp", "action", "action='' is not supported"},
+	    {"--migration", "incoming", "option --migration is not supported by vtpmd"},
+	    {"--profile", "name=default-v1", "option --profile is not supported by vtpmd"},
 	    {"--bogus", "x", "unknown option"},
 	    {"--manager", "/run/m.sock", "--uuid"},
 	};
@@ -154,6 +165,108 @@ static void test_refusals(void)
 		vtpmd_opts_free(&o);
 	}
 	unit_end();
+}
+
+/* swtpm's sandbox options: --seccomp action=, -r/--runas, -R/--chroot (swtpm 0.7.1/0.8). */
+static void test_sandbox_options(void)
+{
+	char *base[] = {"vtpmd",  "socket", "--tpm2",	       "--tpmstate",
+			"dir=/s", "--ctrl", "type=tcp,port=1", NULL};
+	char *all[] = {"vtpmd",	 "socket",	    "--tpm2",	     "--tpmstate", "dir=/s",
+		       "--ctrl", "type=tcp,port=1", "--seccomp",     "action=log", "--runas",
+		       "tss",	 "--chroot",	    "/var/lib/vtpm", NULL};
+	char *shorts[] = {"vtpmd",  "socket",	       "--tpm2",      "--tpmstate", "dir=/s",
+			  "--ctrl", "type=tcp,port=1", "-r",	      "65534",	    "-R",
+			  "/c",	    "--seccomp",       "action=none", "--seccomp",  "action=kill",
+			  NULL};
+	char *none[] = {"vtpmd",  "socket",	     "--tpm2",	  "--tpmstate",	 "dir=/s",
+			"--ctrl", "type=tcp,port=1", "--seccomp", "action=none", NULL};
+	struct vtpmd_opts o;
+	char err[256];
+
+	unit_begin("options: the seccomp filter is on (kill) by default, as in swtpm");
+	CHECKF(parse(ARGC(base), base, &o, err) == 0, "%s", err);
+	CHECK(o.seccomp == SECCOMP_ACTION_KILL && !o.runas && !o.chroot_dir);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(none), none, &o, err) == 0, "%s", err);
+	CHECK(o.seccomp == SECCOMP_ACTION_NONE);
+	vtpmd_opts_free(&o);
+	unit_end();
+
+	unit_begin("options: --seccomp action=log, --runas tss, --chroot DIR are accepted");
+	CHECKF(parse(ARGC(all), all, &o, err) == 0, "%s", err);
+	CHECK(o.seccomp == SECCOMP_ACTION_LOG);
+	CHECK(o.runas && strcmp(o.runas, "tss") == 0);
+	CHECK(o.chroot_dir && strcmp(o.chroot_dir, "/var/lib/vtpm") == 0);
+	vtpmd_opts_free(&o);
+	unit_end();
+
+	unit_begin("options: -r and -R (swtpm's short forms); the last --seccomp wins");
+	CHECKF(parse(ARGC(shorts), shorts, &o, err) == 0, "%s", err);
+	CHECK(o.runas && strcmp(o.runas, "65534") == 0);
+	CHECK(o.chroot_dir && strcmp(o.chroot_dir, "/c") == 0);
+	CHECK(o.seccomp == SECCOMP_ACTION_KILL);
+	vtpmd_opts_free(&o);
+	unit_end();
+}
+
+/* The files vtpmd writes are never opened through a link; its sockets are 0600 by default. */
+static void test_file_paths(void)
+{
+	char dir[] = "/tmp/vtpm-test-options.XXXXXX", path[256], link[256], fifo[256], sock[256];
+	char err[256];
+	struct stat st;
+	mode_t um;
+	int fd;
+
+	unit_begin("paths: a symbolic link or a FIFO is refused; a regular file opens");
+	if (!CHECK(mkdtemp(dir) != NULL))
+		goto out;
+	snprintf(path, sizeof(path), "%s/target", dir);
+	snprintf(link, sizeof(link), "%s/link", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(sock, sizeof(sock), "%s/s.sock", dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	CHECK(fd >= 0 && write(fd, "x", 1) == 1);
+	if (fd >= 0)
+		close(fd);
+	CHECK(symlink(path, link) == 0 && mkfifo(fifo, 0600) == 0);
+	CHECK(sandbox_open_nofollow("log file", link, O_WRONLY | O_CREAT | O_TRUNC, 0600, true, err,
+				    sizeof(err)) < 0 &&
+	      strstr(err, "refusing the log file") && strstr(err, "symbolic link"));
+	CHECK(stat(path, &st) == 0 && st.st_size == 1); /* O_TRUNC did not reach the target */
+	CHECK(sandbox_open_nofollow("pid file", fifo, O_WRONLY | O_CREAT | O_TRUNC, 0600, false,
+				    err, sizeof(err)) < 0 &&
+	      strstr(err, "not a regular file"));
+	fd = sandbox_open_nofollow("pid file", path, O_WRONLY | O_CREAT | O_TRUNC, 0600, false, err,
+				   sizeof(err));
+	CHECKF(fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC) && !(fcntl(fd, F_GETFL) & O_NONBLOCK),
+	       "%s", err);
+	if (fd >= 0)
+		close(fd);
+	unit_end();
+
+	unit_begin("sock: a unix socket without mode= is 0600 whatever the umask; mode= is exact");
+	um = umask(0);
+	fd = sock_listen_unix(sock, 0, (uid_t)-1, (gid_t)-1, err, sizeof(err));
+	CHECKF(fd >= 0 && stat(sock, &st) == 0 && (st.st_mode & 0777) == 0600, "%s mode %o", err,
+	       (unsigned)(st.st_mode & 0777));
+	if (fd >= 0)
+		close(fd);
+	umask(077);
+	fd = sock_listen_unix(sock, 0660, (uid_t)-1, (gid_t)-1, err, sizeof(err));
+	CHECKF(fd >= 0 && stat(sock, &st) == 0 && (st.st_mode & 0777) == 0660, "%s mode %o", err,
+	       (unsigned)(st.st_mode & 0777));
+	if (fd >= 0)
+		close(fd);
+	CHECK(umask(um) == 077); /* the caller's umask is restored */
+	unit_end();
+out:
+	unlink(sock);
+	unlink(fifo);
+	unlink(link);
+	unlink(path);
+	rmdir(dir);
 }
 
 static void test_loopback_only(void)
@@ -217,6 +330,8 @@ int main(void)
 {
 	test_libvirt_forms();
 	test_refusals();
+	test_sandbox_options();
+	test_file_paths();
 	test_loopback_only();
 	test_keys();
 	return unit_exit();

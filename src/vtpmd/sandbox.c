@@ -1,0 +1,525 @@
+#include "vtpmd/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <pwd.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "common/log.h"
+
+/* Room to grow that locking everything must leave under RLIMIT_MEMLOCK: with MCL_FUTURE,
+ * every later mapping counts against the limit, and one over it fails the allocation
+ * (libtpms, OpenSSL, a large state blob). */
+#define MEMLOCK_HEADROOM_KB (64LL * 1024)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static size_t page_round(size_t len)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (len + pg - 1) / pg * pg;
+}
+
+void sandbox_nondumpable(void)
+{
+	struct rlimit no_core = {0, 0};
+
+	/* Not dumpable: no core file, and /proc/PID/{mem,environ,maps} and ptrace are closed to
+	 * other processes of the same uid (only CAP_SYS_PTRACE opens them). RLIMIT_CORE 0 also
+	 * covers fs.suid_dumpable=2, which would still dump a non-dumpable process. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	setrlimit(RLIMIT_CORE, &no_core);
+}
+
+static bool have_cap_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct c[2];
+
+	memset(c, 0, sizeof(c));
+	if (syscall(SYS_capget, &h, c) < 0)
+		return false;
+	return (c[0].effective >> CAP_IPC_LOCK) & 1;
+}
+
+/* The process's mapped size in KiB (what mlockall(MCL_CURRENT) counts). */
+static long long mapped_kb(void)
+{
+	long long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	if (f) {
+		if (fscanf(f, "%lld", &pages) != 1)
+			pages = 0;
+		fclose(f);
+	}
+	return pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* MCL_ONFAULT (Linux 4.4): a page is locked when first touched, so library pages vtpmd never
+ * uses are not read in (start time, PSS); every page that ever holds data is locked all the
+ * same. */
+static int lock_all(void)
+{
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -1;
+	return mlockall(MCL_CURRENT | MCL_FUTURE);
+}
+
+void sandbox_lock_memory(struct sandbox_mem *m)
+{
+	struct rlimit rl;
+	bool cap = have_cap_ipc_lock();
+
+	memset(m, 0, sizeof(*m));
+	m->limit_kb = -1;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		/* An unprivileged process may raise its soft limit up to the hard one. */
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+				getrlimit(RLIMIT_MEMLOCK, &rl);
+		}
+		if (rl.rlim_cur != RLIM_INFINITY)
+			m->limit_kb = (long long)(rl.rlim_cur / 1024);
+	}
+	m->need_kb = mapped_kb() + MEMLOCK_HEADROOM_KB;
+	if (!cap && m->limit_kb >= 0 && m->limit_kb < m->need_kb)
+		return; /* it would lock now and fail allocations later */
+	if (lock_all() < 0) {
+		m->err = errno;
+		return;
+	}
+	m->all_locked = true;
+}
+
+void sandbox_relock_after_fork(struct sandbox_mem *m, void *secret, size_t secret_len)
+{
+	if (m->all_locked && lock_all() < 0) {
+		m->err = errno;
+		m->all_locked = false;
+	}
+	if (!m->all_locked && secret && mlock(secret, page_round(secret_len)) < 0)
+		log_warn("cannot lock the key pages");
+}
+
+void sandbox_report_memory(const struct sandbox_mem *m)
+{
+	char limit[64];
+
+	if (m->all_locked) {
+		log_info("memory locked (mlockall): no page of vtpmd is swapped out");
+		return;
+	}
+	if (m->limit_kb < 0)
+		snprintf(limit, sizeof(limit), "unlimited");
+	else
+		snprintf(limit, sizeof(limit), "%lld KiB", m->limit_kb);
+	if (m->err)
+		log_warnx(
+		    "memory not locked: mlockall failed (%s) with RLIMIT_MEMLOCK %s; only the "
+		    "key pages are locked, TPM state may be swapped out (raise RLIMIT_MEMLOCK, "
+		    "e.g. LimitMEMLOCK=infinity or ulimit -l unlimited, or grant "
+		    "CAP_IPC_LOCK; see vtpmd(8))",
+		    strerror(m->err), limit);
+	else
+		log_warnx("memory not locked: RLIMIT_MEMLOCK %s is below the %lld KiB vtpmd needs "
+			  "to lock all its memory and still grow; only the key pages are locked, "
+			  "TPM state may be swapped out (raise RLIMIT_MEMLOCK, e.g. "
+			  "LimitMEMLOCK=infinity or ulimit -l unlimited, or grant CAP_IPC_LOCK; "
+			  "see vtpmd(8))",
+			  limit, m->need_kb);
+}
+
+void *sandbox_secret_alloc(size_t len)
+{
+	size_t sz = page_round(len ? len : 1);
+	void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		log_warn("cannot map a page for keys");
+		return NULL;
+	}
+	if (madvise(p, sz, MADV_DONTDUMP) < 0) {
+		log_warn("madvise(MADV_DONTDUMP) on the key page");
+		munmap(p, sz);
+		return NULL;
+	}
+	/* Locked even when mlockall is not: one page fits under any RLIMIT_MEMLOCK but 0. */
+	if (mlock(p, sz) < 0)
+		log_warn("cannot lock the key page (RLIMIT_MEMLOCK)");
+	return p;
+}
+
+void sandbox_secret_free(void *p, size_t len)
+{
+	size_t sz = page_round(len ? len : 1);
+
+	if (!p)
+		return;
+	OPENSSL_cleanse(p, sz);
+	munmap(p, sz); /* also unlocks; munlock is not in the seccomp list */
+}
+
+int sandbox_open_nofollow(const char *what, const char *path, int flags, mode_t mode,
+			  bool allow_chr, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd, fl;
+
+	/* O_NONBLOCK: a FIFO planted at path must not hang the open; cleared below. */
+	fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode);
+	if (fd < 0) {
+		int e = errno;
+		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+			return fail(err, errlen,
+				    "refusing the %s %s: it is a symbolic link (vtpmd does not "
+				    "follow links to the files it writes)",
+				    what, path);
+		if (e == ENXIO && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+			return fail(err, errlen, "refusing the %s %s: it is not a regular file",
+				    what, path);
+		return fail(err, errlen, "cannot open the %s %s: %s", what, path, strerror(e));
+	}
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || (allow_chr && S_ISCHR(st.st_mode)))) {
+		close(fd);
+		return fail(err, errlen, "refusing the %s %s: it is not a regular file", what,
+			    path);
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		int e = errno;
+		close(fd);
+		return fail(err, errlen, "cannot open the %s %s: %s", what, path, strerror(e));
+	}
+	return fd;
+}
+
+int sandbox_resolve_user(const char *spec, struct sandbox_user *u, char *err, size_t errlen)
+{
+	struct passwd *pw;
+	unsigned long n;
+	char *end;
+	int ng;
+
+	memset(u, 0, sizeof(*u));
+	if (geteuid() != 0)
+		return fail(err, errlen,
+			    "--runas %s: only root can change to another user (vtpmd runs as uid "
+			    "%u); start it as root or drop --runas",
+			    spec, (unsigned)geteuid());
+	errno = 0;
+	n = strtoul(spec, &end, 10);
+	if (*spec >= '0' && *spec <= '9' && !*end) {
+		/* A number is the uid and the gid, as in swtpm; no supplementary groups. */
+		if (errno || n >= 0xffffffffUL)
+			return fail(err, errlen, "--runas %s: uid out of range", spec);
+		u->uid = (uid_t)n;
+		u->gid = (gid_t)n;
+		u->groups[0] = u->gid;
+		u->ngroups = 1;
+		snprintf(u->name, sizeof(u->name), "%lu", n);
+		return 0;
+	}
+	pw = getpwnam(spec);
+	if (!pw)
+		return fail(err, errlen, "--runas %s: no such user", spec);
+	u->uid = pw->pw_uid;
+	u->gid = pw->pw_gid;
+	snprintf(u->name, sizeof(u->name), "%s", pw->pw_name);
+	ng = (int)(sizeof(u->groups) / sizeof(u->groups[0]));
+	if (getgrouplist(pw->pw_name, pw->pw_gid, u->groups, &ng) < 0)
+		return fail(err, errlen, "--runas %s: the user is in more than %zu groups", spec,
+			    sizeof(u->groups) / sizeof(u->groups[0]));
+	u->ngroups = ng;
+	return 0;
+}
+
+int sandbox_chroot(const char *dir, char *err, size_t errlen)
+{
+	if (chroot(dir) < 0) {
+		int e = errno;
+		return fail(err, errlen, "--chroot %s: %s%s", dir, strerror(e),
+			    e == EPERM ? " (only root can chroot)" : "");
+	}
+	if (chdir("/") < 0)
+		return fail(err, errlen, "--chroot %s: chdir / failed: %s", dir, strerror(errno));
+	/* As swtpm: OpenSSL must still have an entropy source inside (getrandom(2)). */
+	if (RAND_status() != 1)
+		return fail(err, errlen, "--chroot %s: no entropy source inside the chroot", dir);
+	return 0;
+}
+
+int sandbox_drop_privileges(const struct sandbox_user *u, struct sandbox_mem *m, void *secret,
+			    size_t secret_len, char *err, size_t errlen)
+{
+	struct rlimit inf = {RLIM_INFINITY, RLIM_INFINITY};
+
+	/* Without CAP_IPC_LOCK every later mapping of a process locked with MCL_FUTURE counts
+	 * against RLIMIT_MEMLOCK: lift it while root may, or unlock all but the keys. */
+	if (m->all_locked && setrlimit(RLIMIT_MEMLOCK, &inf) < 0) {
+		m->err = errno;
+		m->all_locked = false;
+		munlockall();
+		if (secret && mlock(secret, page_round(secret_len)) < 0)
+			log_warn("cannot lock the key page");
+	}
+	if (setgroups((size_t)u->ngroups, u->groups) < 0)
+		return fail(err, errlen, "--runas %s: setgroups: %s", u->name, strerror(errno));
+	if (setresgid(u->gid, u->gid, u->gid) < 0)
+		return fail(err, errlen, "--runas %s: setresgid(%u): %s", u->name, (unsigned)u->gid,
+			    strerror(errno));
+	if (setresuid(u->uid, u->uid, u->uid) < 0)
+		return fail(err, errlen, "--runas %s: setresuid(%u): %s", u->name, (unsigned)u->uid,
+			    strerror(errno));
+	if (u->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
+		return fail(err, errlen, "--runas %s: root could be regained after the switch",
+			    u->name);
+	/* A change of credentials resets dumpability to fs.suid_dumpable: set it again. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	return 0;
+}
+
+/* Everything vtpmd does after start-up: serve its sockets, write the state file (also grow
+ * it: temp file, rename, fsync of the directory), reconnect to vtpmmgrd, run libtpms and
+ * OpenSSL (memory, time, randomness), log, and exit. Missing names are skipped. */
+static const char *const allowed[] = {
+    /* I/O on open descriptors */
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "lseek",
+    "close",
+    "fcntl",
+    "fstat",
+    "newfstatat",
+    "statx",
+    "poll",
+    "ppoll",
+    /* the state file and its growth, socket and pid file removal at exit */
+    "openat",
+    "renameat",
+    "renameat2",
+    "unlink",
+    "unlinkat",
+    "ftruncate",
+    "fallocate",
+    "fsync",
+    "fdatasync",
+    /* sockets: accept clients, receive CMD_SET_DATAFD's descriptor, talk to vtpmmgrd
+     * (socket() itself is allowed for AF_UNIX only, below) */
+    "accept",
+    "accept4",
+    "connect",
+    "recvmsg",
+    "recvfrom",
+    "sendmsg",
+    "sendto",
+    "shutdown",
+    "getsockopt",
+    "setsockopt",
+    "getsockname",
+    "getpeername",
+    /* signals (signalfd) and timers */
+    "rt_sigprocmask",
+    "rt_sigaction",
+    "rt_sigreturn",
+    "sigaltstack",
+    "restart_syscall",
+    "signalfd4",
+    "clock_gettime",
+    "clock_getres",
+    "gettimeofday",
+    "time",
+    "nanosleep",
+    "clock_nanosleep",
+    "timerfd_create",
+    "timerfd_settime",
+    "timerfd_gettime",
+    /* memory (mmap and mprotect only without PROT_EXEC, below) */
+    "brk",
+    "munmap",
+    "mremap",
+    "madvise",
+    "futex",
+    /* libc, libtpms and OpenSSL at run time */
+    "getrandom",
+    "getpid",
+    "gettid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "uname",
+    "sysinfo",
+    "sched_yield",
+    /* the end */
+    "exit",
+    "exit_group",
+};
+
+/* A sanitizer build (make asan) runs LeakSanitizer at exit: it stops the process with a
+ * tracer thread (clone with CLONE_VM, ptrace, wait4, prctl, /proc/self/task). Allowed in such
+ * builds only; execve and fork stay forbidden, so a report made after the filter is loaded
+ * has no symbols (the symbolizer cannot be started): debug with --seccomp action=log. */
+#if defined(__SANITIZE_ADDRESS__)
+#define VTPMD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define VTPMD_SANITIZER 1
+#endif
+#endif
+#ifdef VTPMD_SANITIZER
+static const char *const sanitizer_allowed[] = {
+    "prctl",	 "ptrace",    "wait4",	  "getdents64", "sched_getaffinity",
+    "prlimit64", "getrlimit", "readlink", "readlinkat", "kill",
+    "open",	 "stat",      "lstat",	  "access",	"getdents",
+};
+#endif
+
+/* Allow name, with no condition (cmp NULL) or when one argument compares as cmp says. */
+static int add_rule(scmp_filter_ctx ctx, const char *name, const struct scmp_arg_cmp *cmp,
+		    char *err, size_t errlen)
+{
+	int nr = seccomp_syscall_resolve_name(name), rc;
+
+	if (nr == __NR_SCMP_ERROR)
+		return 0;
+	rc = cmp ? seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, 1, cmp)
+		 : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+	if (rc < 0)
+		return fail(err, errlen, "seccomp: cannot allow %s: %s", name, strerror(-rc));
+	return 0;
+}
+
+int sandbox_seccomp(enum seccomp_action action, char *err, size_t errlen)
+{
+	const struct {
+		const char *name;
+		struct scmp_arg_cmp cmp;
+	} conditional[] = {
+	    /* Reconnecting to vtpmmgrd makes a unix socket; no other kind is ever needed (TCP
+	     * listeners are open before the filter, accept needs no socket()). */
+	    {"socket", {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX}},
+	    /* Never a new executable mapping after start-up (W^X). */
+	    {"mmap", {.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0}},
+	    {"mprotect", {.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0}},
+	    /* abort() and raise() signal this process only. */
+	    {"tgkill", {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = (scmp_datum_t)getpid()}},
+	    /* stdio asks whether a stream is a terminal; nothing else of ioctl. */
+	    {"ioctl", {.arg = 1, .op = SCMP_CMP_EQ, .datum_a = TCGETS}},
+	};
+	scmp_filter_ctx ctx;
+	unsigned api;
+	uint32_t def;
+	size_t i;
+	int rc = -1, lrc;
+
+	/* No exec may ever gain privileges again (set-uid files, file capabilities). */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return fail(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
+	if (action == SECCOMP_ACTION_NONE) {
+		log_info("no seccomp filter (--seccomp action=none)");
+		return 0;
+	}
+	api = (unsigned)seccomp_api_get();
+	if (action == SECCOMP_ACTION_LOG && api < 3)
+		return fail(err, errlen,
+			    "--seccomp action=log: the kernel or libseccomp cannot log (API level "
+			    "%u, needs 3)",
+			    api);
+	def = action == SECCOMP_ACTION_LOG ? SCMP_ACT_LOG
+	      : api >= 3		   ? SCMP_ACT_KILL_PROCESS
+					   : SCMP_ACT_KILL;
+	ctx = seccomp_init(def);
+	if (!ctx)
+		return fail(err, errlen, "seccomp_init failed");
+	for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		if (add_rule(ctx, allowed[i], NULL, err, errlen) < 0)
+			goto out;
+	for (i = 0; i < sizeof(conditional) / sizeof(conditional[0]); i++)
+		if (add_rule(ctx, conditional[i].name, &conditional[i].cmp, err, errlen) < 0)
+			goto out;
+#ifdef VTPMD_SANITIZER
+	{
+		const struct scmp_arg_cmp thread = {
+		    .arg = 0, .op = SCMP_CMP_MASKED_EQ, .datum_a = CLONE_VM, .datum_b = CLONE_VM};
+		for (i = 0; i < sizeof(sanitizer_allowed) / sizeof(sanitizer_allowed[0]); i++)
+			if (add_rule(ctx, sanitizer_allowed[i], NULL, err, errlen) < 0)
+				goto out;
+		if (add_rule(ctx, "clone", &thread, err, errlen) < 0)
+			goto out;
+	}
+#endif
+	lrc = seccomp_load(ctx);
+	if (lrc < 0) {
+		fail(err, errlen, "seccomp_load: %s", strerror(-lrc));
+		goto out;
+	}
+	log_info("seccomp filter loaded: action %s for calls outside vtpmd's list",
+		 action == SECCOMP_ACTION_LOG ? "log" : "kill");
+	rc = 0;
+out:
+	seccomp_release(ctx);
+	return rc;
+}
+
+void sandbox_test_hook(void)
+{
+	const char *what = getenv("VTPMD_TEST_FORBIDDEN_SYSCALL");
+
+	if (!what)
+		return;
+	if (strcmp(what, "execve") == 0) {
+		char *const none[] = {NULL};
+		long r = syscall(SYS_execve, "/nonexistent/vtpmd-test-hook", none, none);
+		log_warnx("test hook: %s: execve returned %ld (%s)", what, r,
+			  r < 0 ? strerror(errno) : "");
+	} else if (strcmp(what, "socket-inet") == 0) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		log_warnx("test hook: %s: socket(AF_INET) returned %d (%s)", what, fd,
+			  fd < 0 ? strerror(errno) : "allowed");
+		if (fd >= 0)
+			close(fd);
+	} else {
+		log_warnx("test hook: VTPMD_TEST_FORBIDDEN_SYSCALL=%s is not known (execve, "
+			  "socket-inet)",
+			  what);
+	}
+}
