@@ -15,7 +15,7 @@ CFLAGS ?= $(OPT) -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
 CPPFLAGS := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Isrc $(SAN)
 LDFLAGS ?=
-LIBS_VTPMD := -ltpms -lcrypto
+LIBS_VTPMD := -ltpms -lcrypto -lseccomp
 LIBS_MGR := -ltss2-esys -ltss2-mu -ltss2-tctildr -ltss2-rc -lcrypto -lsqlite3
 FUZZ_SECONDS ?= 30
 # V=1 shows every compiler command.
@@ -84,6 +84,13 @@ $(BUILD)/bench/%: bench/%.c bench/tpmcmd.h $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
+
+# Benchmarks that drive manager code (the store): linked with the vtpmmgrd objects.
+MGR_BENCH_BIN := $(BUILD)/bench/storecommit
+$(MGR_BENCH_BIN): $(BUILD)/bench/%: bench/%.c $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
 
 test: deps
 	@$(MAKE) --no-print-directory all

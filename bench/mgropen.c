@@ -111,6 +111,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
+	uint8_t nonce[32];
 	const char *admin = NULL, *inst = NULL, *utext = NULL, *label = NULL;
 	double seconds = 2.0, t0, t1, end;
 	int opt, fd = -1, reconnect = 0, quiet = 0;
@@ -170,8 +171,14 @@ int main(int argc, char **argv)
 		mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN);
 		mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
 		round_trip(fd, mgr_build_finish(&b), MGR_OPEN, "MGR_OPEN");
+		if (mgr_get_fixed(&msg, MGR_F_NONCE, nonce, sizeof(nonce)) < 0)
+			die("MGR_OPEN: the answer carries no nonce");
+		mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN_CONFIRM);
+		mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+		mgr_put_bytes(&b, MGR_F_NONCE, nonce, sizeof(nonce));
+		round_trip(fd, mgr_build_finish(&b), MGR_OPEN_CONFIRM, "MGR_OPEN_CONFIRM");
 		if (!mgr_find(&msg, MGR_F_STATE_KEY) || mgr_find(&msg, MGR_F_STATE_KEY)->len != 32)
-			die("MGR_OPEN: the answer carries no 32-byte state key");
+			die("MGR_OPEN_CONFIRM: the answer carries no 32-byte state key");
 		mgr_build_init(&b, buf, sizeof(buf), MGR_CLOSE);
 		mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
 		round_trip(fd, mgr_build_finish(&b), MGR_CLOSE, "MGR_CLOSE");

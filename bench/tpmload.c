@@ -19,6 +19,8 @@
  *   -T SECONDS  give up if one response takes longer than this (default 10)
  *   -c CTRL     control socket (path or HOST:PORT); with -i send CMD_INIT(0) before starting
  *   -q          print only the rate (or nothing for startup/getcap)
+ *   -l          also measure each command's latency: print its median and 99th percentile
+ *               in microseconds (with -q: "RATE P50 P99")
  * Exit status 0 on success; 1 with a message naming the failed operation otherwise.
  */
 #ifndef _GNU_SOURCE
@@ -249,14 +251,52 @@ static void usage(void)
 	exit(2);
 }
 
+/* Per-command latencies (seconds), for percentiles. */
+struct lat_log {
+	double *v;
+	size_t n, cap;
+};
+
+static void lat_add(struct lat_log *l, double d)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 4096;
+		double *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			die("out of memory for latencies");
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = d;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double lat_pct(struct lat_log *l, unsigned pct)
+{
+	size_t i;
+
+	if (!l->n)
+		return 0;
+	qsort(l->v, l->n, sizeof(*l->v), cmp_double);
+	i = (l->n * pct + 99) / 100;
+	return l->v[i ? i - 1 : 0];
+}
+
 int main(int argc, char **argv)
 {
 	double seconds = 1.0, io_timeout = 10.0;
-	int cpu = -1, wait_ms = 2000, warmup = 200, quiet = 0, do_init = 0, opt;
+	int cpu = -1, wait_ms = 2000, warmup = 200, quiet = 0, do_init = 0, lat = 0, opt;
 	const char *ctrl = NULL;
 	char *end;
 
-	while ((opt = getopt(argc, argv, "t:p:w:W:T:c:iq")) != -1) {
+	while ((opt = getopt(argc, argv, "t:p:w:W:T:c:iql")) != -1) {
 		switch (opt) {
 		case 't':
 			seconds = strtod(optarg, &end);
@@ -291,6 +331,9 @@ int main(int argc, char **argv)
 			break;
 		case 'q':
 			quiet = 1;
+			break;
+		case 'l':
+			lat = 1;
 			break;
 		default:
 			usage();
@@ -364,22 +407,32 @@ int main(int argc, char **argv)
 	}
 
 	unsigned long count = 0;
-	double t0 = now(), t1 = t0, stop = t0 + seconds;
+	double t0 = now(), t1 = t0, stop = t0 + seconds, tc;
+	struct lat_log ll = {0};
 	do {
 		bench_vary(c, t.b, iter++);
+		tc = t1;
 		transact(fd, op, t.b, n, &e, TPM_RC_SUCCESS);
 		count++;
 		t1 = now();
+		if (lat)
+			lat_add(&ll, t1 - tc);
 	} while (t1 < stop);
 	close(fd);
 
 	double rate = (double)count / (t1 - t0);
 	if (retries)
 		fprintf(stderr, "%s: note: %lu TPM_RC_RETRY answers were re-sent\n", prog, retries);
-	if (quiet)
+	if (quiet && lat)
+		printf("%.1f %.0f %.0f\n", rate, 1e6 * lat_pct(&ll, 50), 1e6 * lat_pct(&ll, 99));
+	else if (quiet)
 		printf("%.1f\n", rate);
 	else
 		printf("%s: %lu commands in %.3f s: %.1f commands/s (%.2f us each)\n", cmdname,
 		       count, t1 - t0, rate, 1e6 * (t1 - t0) / (double)count);
+	if (lat && !quiet)
+		printf("%s: latency p50 %.0f us, p99 %.0f us\n", cmdname, 1e6 * lat_pct(&ll, 50),
+		       1e6 * lat_pct(&ll, 99));
+	free(ll.v);
 	return 0;
 }

@@ -169,3 +169,55 @@ crash_report() {
     t_fail "$1-no-corruption" "$corrupt of $checked checks read an impossible value; first: ${first_corrupt:-none checked}"
   fi
 }
+
+# _wait_tcp PID PORT: wait (5 s) until PID listens on 127.0.0.1:PORT; 1 if PID died or never did.
+_wait_tcp() {
+  local i
+  for ((i = 0; i < 50; i++)); do
+    _alive "$1" || return 1
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_host_tpm DIR [LOG]: a swtpm standing in for the host TPM, state in DIR (created), on
+# free loopback ports. Sets HOST_PORT, HOST_TCTI, HOST_PID; 1 if it did not start.
+start_host_tpm() {
+  local port
+  mkdir -p "$1"
+  for _ in 1 2 3; do
+    port=$(free_port) || return 1
+    bg_start swtpm socket --tpm2 --flags not-need-init,startup-clear \
+      --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+      --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+      --tpmstate dir="$1" >>"${2:-/dev/null}" 2>&1
+    if _wait_tcp "$BG_PID" $((port + 1)) && _wait_tcp "$BG_PID" "$port"; then
+      HOST_PORT=$port HOST_TCTI=swtpm:host=127.0.0.1,port=$port HOST_PID=$BG_PID
+      return 0
+    fi
+    bg_kill "$BG_PID" KILL
+  done
+  return 1
+}
+
+# The project's slowtpm (../shared/tools/slowtpm: a hardware TPM's delays and NV rate limit in
+# front of a swtpm); tests/tools/slowtpm is the same program, for a checkout without ../shared.
+SLOWTPM=${SLOWTPM:-$VTPM_TOP/../shared/tools/slowtpm}
+[ -f "$SLOWTPM" ] || SLOWTPM=$VTPM_TOP/tests/tools/slowtpm
+# start_slowtpm BACKEND_PORT [SLOWTPM ARGS...]: slowtpm in front of the swtpm on BACKEND_PORT.
+# Sets SLOW_PORT, SLOW_TCTI, SLOW_PID; 1 if it did not start.
+start_slowtpm() {
+  local backend=$1 port
+  shift
+  for _ in 1 2 3; do
+    port=$(free_port) || return 1
+    bg_start python3 "$SLOWTPM" --listen "$port" --backend "$backend" "$@"
+    if _wait_tcp "$BG_PID" $((port + 1)) && _wait_tcp "$BG_PID" "$port"; then
+      SLOW_PORT=$port SLOW_TCTI=swtpm:host=127.0.0.1,port=$port SLOW_PID=$BG_PID
+      return 0
+    fi
+    bg_kill "$BG_PID" KILL
+  done
+  return 1
+}

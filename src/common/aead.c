@@ -149,6 +149,18 @@ int sha256(const void *buf, size_t len, uint8_t out[SHA256_LEN])
 	return AEAD_OK;
 }
 
+int hmac_sha256(const uint8_t *key, size_t keylen, const void *buf, size_t len,
+		uint8_t out[SHA256_LEN])
+{
+	size_t outl = 0;
+
+	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, keylen, buf, len, out, SHA256_LEN,
+		       &outl) ||
+	    outl != SHA256_LEN)
+		return AEAD_ERR_CRYPTO;
+	return AEAD_OK;
+}
+
 int random_bytes(void *buf, size_t n)
 {
 	uint8_t *p = buf;

@@ -43,6 +43,9 @@ int hkdf_sha256(const uint8_t *ikm, size_t ikmlen, const uint8_t *salt, size_t s
 		const uint8_t *info, size_t infolen, uint8_t *out, size_t outlen);
 
 int sha256(const void *buf, size_t len, uint8_t out[SHA256_LEN]);
+/* HMAC-SHA256 of len bytes under key (one shot). */
+int hmac_sha256(const uint8_t *key, size_t keylen, const void *buf, size_t len,
+		uint8_t out[SHA256_LEN]);
 
 /* Fill buf from the OpenSSL CSPRNG; -1 if it cannot (never returns weak bytes). */
 int random_bytes(void *buf, size_t n);

@@ -20,6 +20,7 @@ const char *mgr_status_name(uint32_t status)
 	    [MGR_ERR_HOST_TPM] = "host TPM error",
 	    [MGR_ERR_STORE] = "store error",
 	    [MGR_ERR_INTERNAL] = "internal error",
+	    [MGR_ERR_RETRY] = "temporarily unavailable, retry",
 	};
 
 	return status < sizeof(names) / sizeof(names[0]) && names[status] ? names[status]
@@ -51,6 +52,7 @@ static int field_len_rule(uint16_t tag)
 	case MGR_F_TPM_COMMANDS:
 	case MGR_F_AUDIT_ID:
 	case MGR_F_NV_OFFSET:
+	case MGR_F_EPOCH:
 		return 8;
 	case MGR_F_UUID:
 	case MGR_F_GROUP_UUID:
@@ -58,10 +60,15 @@ static int field_len_rule(uint16_t tag)
 	case MGR_F_STATE_KEY:
 	case MGR_F_DIGEST:
 	case MGR_F_BIN_DIGEST:
+	case MGR_F_PROOF:
+	case MGR_F_NONCE:
 		return 32;
+	case MGR_F_PCR_VALUE:
+		return 33;
 	case MGR_F_ANY_DIGEST:
 	case MGR_F_FORCE:
 	case MGR_F_MORE:
+	case MGR_F_PREDICT:
 		return 0;
 	case MGR_F_MESSAGE:
 	case MGR_F_NAME:

@@ -31,13 +31,21 @@
 
 enum mgr_type {
 	/* instance socket (vtpmd) */
-	MGR_OPEN = 0x0101,   /* UUID → STATE_KEY, VERSION, DIGEST, GROUP_UUID */
+	/* UUID → NONCE: the identity was checked; the key comes with MGR_OPEN_CONFIRM, which
+	 * only the same process, still running the same executable, can send (a process that
+	 * execs a permitted binary after asking cannot hand the answer to another) */
+	MGR_OPEN = 0x0101,
 	MGR_COMMIT = 0x0102, /* UUID, VERSION, DIGEST → (status) */
 	MGR_CLOSE = 0x0103,  /* UUID → (status) */
+	/* UUID, VERSION, DIGEST, PROOF → (status): a running instance taken back by a restarted
+	 * manager; PROOF = HMAC-SHA256(state key, MGR_RESUME_LABEL || UUID || u32 pid ||
+	 * u64 VERSION || DIGEST), VERSION/DIGEST the newest commit the manager accepted */
+	MGR_RESUME = 0x0104,
+	MGR_OPEN_CONFIRM = 0x0105, /* UUID, NONCE → STATE_KEY, VERSION, DIGEST, GROUP_UUID */
 	/* admin socket (vtpmctl) */
 	MGR_HOST_INIT = 0x0201,	     /* PCR_MASK, [FORCE] → (status) */
-	MGR_HOST_STATUS = 0x0202,    /* → RECORD fields of the host */
-	MGR_HOST_RESEAL = 0x0203,    /* → (status) */
+	MGR_HOST_STATUS = 0x0202,    /* [PCR_VALUE*] → RECORD fields of the host */
+	MGR_HOST_RESEAL = 0x0203,    /* [PCR_MASK], [PREDICT, PCR_VALUE*] → (status) */
 	MGR_GROUP_CREATE = 0x0211,   /* NAME, PATTERN*, BIN_DIGEST* | ANY_DIGEST → GROUP_UUID */
 	MGR_GROUP_LIST = 0x0212,     /* → RECORD* */
 	MGR_GROUP_SHOW = 0x0213,     /* NAME → RECORD */
@@ -91,6 +99,15 @@ enum mgr_field {
 	MGR_F_MORE = 37,      /* 0 bytes: list response truncated to fit; ask again with OFFSET */
 	MGR_F_AK_PUBLIC = 38, /* 1..4096 bytes: host AK public key, DER SubjectPublicKeyInfo */
 	MGR_F_NV_OFFSET = 39, /* u64 (two's complement): NV value minus store counter */
+	MGR_F_PROOF = 40,     /* 32 bytes: MGR_RESUME's proof of the state key */
+	MGR_F_EPOCH = 41,     /* u64: the store's rollback-guard epoch */
+	/* 33 bytes: u8 PCR number (0..23) + its SHA-256 value; repeatable (one per PCR):
+	 * HOST_RESEAL with PREDICT: the expected values of the next boot; HOST_STATUS: values
+	 * to check (would a boot with them unseal the root key?) */
+	MGR_F_PCR_VALUE = 42,
+	MGR_F_PREDICT = 43, /* 0 bytes: HOST_RESEAL seals a predicted copy (PCR_VALUE*) */
+	/* instance-side fields from 60 down, admin-side ones from 42 up */
+	MGR_F_NONCE = 60, /* 32 bytes: MGR_OPEN's challenge, returned by MGR_OPEN_CONFIRM */
 };
 
 enum mgr_status {
@@ -106,7 +123,13 @@ enum mgr_status {
 	MGR_ERR_HOST_TPM = 9, /* the host TPM failed or is in an unexpected state */
 	MGR_ERR_STORE = 10,   /* the store failed */
 	MGR_ERR_INTERNAL = 11,
+	/* a transient fault on the manager's side (store disk full or I/O error, shutting
+	 * down): nothing was changed; the same request will succeed later. vtpmd waits and
+	 * retries, it never fails a guest command for it. */
+	MGR_ERR_RETRY = 12,
 };
+
+#define MGR_RESUME_LABEL "vtpm-resume-v1"
 
 const char *mgr_status_name(uint32_t status);
 

@@ -1,6 +1,8 @@
 /*
  * host.c — vtpmctl host init|status|reseal: the manager's provisioning on the host TPM.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vtpmctl/vtpmctl.h"
@@ -14,8 +16,8 @@
 
 const char ctl_host_help[] =
     "Usage: vtpmctl host init [--pcrs LIST] [--force]\n"
-    "       vtpmctl host status\n"
-    "       vtpmctl host reseal [--pcrs LIST]\n"
+    "       vtpmctl host status [--check-pcrs FILE]\n"
+    "       vtpmctl host reseal [--pcrs LIST] [--predict FILE]\n"
     "\n"
     "The host: the manager's root key, sealed to the host TPM under a policy on host PCRs\n"
     "(SHA-256 bank). Every group key and vTPM state key is wrapped below it.\n"
@@ -23,9 +25,12 @@ const char ctl_host_help[] =
     "  init    provision the host: create the root key and seal it to the PCRs of LIST.\n"
     "          Refused when the host is provisioned already, unless --force.\n"
     "  status  show the provisioning (sealed PCRs, NV counter, creation time, AK public\n"
-    "          key) and the manager's counters.\n"
+    "          key, predicted copy) and the manager's counters; with --check-pcrs, whether\n"
+    "          a boot with the PCR values of FILE would unseal the root key.\n"
     "  reseal  seal the root key, which the running manager holds, again to the current\n"
     "          values of its PCRs, or of the PCRs of LIST. Keys below it do not change.\n"
+    "          With --predict: a second copy, sealed to the values FILE gives for the next\n"
+    "          boot (a host update), beside the current one.\n"
     "\n"
     "Options:\n"
     "  --pcrs LIST   the SHA-256 PCRs to seal to: numbers 0-23 and ranges, comma separated\n"
@@ -33,12 +38,19 @@ const char ctl_host_help[] =
     "                option ROM code, boot loader code, Secure Boot policy)\n"
     "  --force       (init) provision again: a new root key replaces the old one and the\n"
     "                group keys are re-wrapped; the manager refuses while vTPMs exist\n"
+    "  --predict FILE  (reseal) the expected SHA-256 PCR values of the next boot, as\n"
+    "                tpm2_pcrread prints them (\"sha256:\" then \"  16: 0x...\" lines; - reads\n"
+    "                standard input)\n"
+    "  --check-pcrs FILE  (status) PCR values in the same format: say whether a boot with\n"
+    "                them unseals the current copy, the predicted one, or neither (exit 3)\n"
     "\n" CTL_HELP_GLOBAL "\n"
     "Examples:\n"
     "  vtpmctl host init --pcrs 0,2,4,7\n"
     "  vtpmctl --json host status | jq .pcrs\n"
     "  vtpmctl host reseal --pcrs 7      # before a firmware update; after it has booted:\n"
     "  vtpmctl host reseal --pcrs 0,2,4,7\n"
+    "  vtpmctl host reseal --predict next-boot.yaml   # values the update will measure\n"
+    "  vtpmctl host status --check-pcrs next-boot.yaml\n"
     "\n" CTL_HELP_EXIT;
 
 static const char init_help[] =
@@ -58,17 +70,25 @@ static const char init_help[] =
     "\n" CTL_HELP_GLOBAL "\n" CTL_HELP_EXIT;
 
 static const char status_help[] =
-    "Usage: vtpmctl host status\n"
+    "Usage: vtpmctl host status [--check-pcrs FILE]\n"
     "\n"
     "Show whether the host is provisioned, the PCRs the root key is sealed to, the NV\n"
     "counter (index, value, offset to the store's counter), when the host was provisioned,\n"
     "the host attestation key's public key (DER, hex), the store's commit counter and how\n"
     "many groups, vTPMs and open instances there are: \"key: value\" lines, or one JSON\n"
-    "object. Fields the manager adds show up under their names.\n"
+    "object. Fields the manager adds show up under their names. predicted_copy says\n"
+    "whether a predicted copy of the root key waits for the next boot (host reseal\n"
+    "--predict; predicted_pcrs, predicted_time).\n"
+    "\n"
+    "  --check-pcrs FILE  SHA-256 PCR values as tpm2_pcrread prints them (- reads standard\n"
+    "                     input): check_pcrs says which copy a boot with those values would\n"
+    "                     unseal (current, predicted, or no) and check_pcrs_note which PCRs\n"
+    "                     differ from each copy. No host TPM command. Exit status 3 if\n"
+    "                     neither copy would unseal.\n"
     "\n" CTL_HELP_GLOBAL "\n" CTL_HELP_EXIT;
 
 static const char reseal_help[] =
-    "Usage: vtpmctl host reseal [--pcrs LIST]\n"
+    "Usage: vtpmctl host reseal [--pcrs LIST] [--predict FILE]\n"
     "\n"
     "Seal the root key, which the running manager holds, again to the current values of\n"
     "the PCRs it is sealed to, or of the PCRs of LIST. Group and vTPM keys do not change.\n"
@@ -76,7 +96,19 @@ static const char reseal_help[] =
     "PCRs the update leaves alone (e.g. --pcrs 7), update and reboot, then reseal to the\n"
     "full list, now at its new values.\n"
     "\n"
-    "  --pcrs LIST   PCR numbers 0-23 and ranges, comma separated (as for host init)\n"
+    "With --predict FILE the current copy stays as it is and a second copy is sealed to\n"
+    "the values FILE gives (the values the updated host will measure at its next boot).\n"
+    "At start the manager tries the current copy; if the host PCRs differ from it, the\n"
+    "predicted copy; the first start that opens the root key with the predicted copy makes\n"
+    "it the current copy and removes the old one (logged and audited). A later --predict\n"
+    "replaces the predicted copy. FILE must give a value for every PCR sealed to.\n"
+    "\n"
+    "  --pcrs LIST     PCR numbers 0-23 and ranges, comma separated (as for host init);\n"
+    "                  with --predict: the PCRs of the predicted copy\n"
+    "  --predict FILE  tpm2_pcrread's output (YAML): a \"sha256:\" line, then one line per\n"
+    "                  PCR, \"  16: 0x<64 hex digits>\"; other banks are ignored, blank and\n"
+    "                  '#' lines skipped, anything else refused naming the line (exit 1);\n"
+    "                  - reads standard input\n"
     "\n" CTL_HELP_GLOBAL "\n" CTL_HELP_EXIT;
 
 /* Parse "0,2,4,7" / "0-7,9" into a mask of PCRs 0..23. */
@@ -145,6 +177,260 @@ static int parse_pcrs(const char *s, uint32_t *mask, char *err, size_t errlen)
 			return -1;
 		}
 		p++;
+	}
+}
+
+/* ---- PCR value files: tpm2_pcrread's output ----------------------------------------------
+ *
+ *   sha256:
+ *     0 : 0x3B3F88...        (one line per PCR: number, ':', 0x and the value in hex)
+ *     16: 0x90F4B3...
+ *
+ * Banks are "name:" lines; a PCR line is indented deeper than its bank. Banks other than
+ * sha256 (sha1, sha384, sha512, sm3_256) are checked and ignored. Blank lines and lines
+ * starting with '#' are skipped. Anything else is refused, naming the line. */
+
+#define PCRFILE_MAX (64 * 1024)
+
+struct pcr_values {
+	uint32_t mask;
+	uint8_t values[MAX_PCR + 1][32];
+};
+
+static const struct {
+	const char *name;
+	unsigned len;
+} pcr_banks[] = {{"sha1", 20}, {"sha256", 32}, {"sha384", 48}, {"sha512", 64}, {"sm3_256", 32}};
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Parse buf (n bytes, the contents of file `name`) into pv. -1 with the reason in err. */
+static int parse_pcr_file(const char *name, const char *buf, size_t n, struct pcr_values *pv,
+			  char *err, size_t errlen)
+{
+	size_t pos = 0, lineno = 0;
+	int bank = -1, bank_indent = -1;
+	unsigned banks_seen = 0, sha256_idx = 1;
+	uint32_t in_bank = 0;
+
+	memset(pv, 0, sizeof(*pv));
+	if (n == 0) {
+		snprintf(err, errlen, "%s: the file is empty (expected tpm2_pcrread's output)",
+			 name);
+		return -1;
+	}
+	while (pos < n) {
+		const char *line = buf + pos, *nl = memchr(line, '\n', n - pos);
+		size_t len = nl ? (size_t)(nl - line) : n - pos, i = 0, j;
+		unsigned pcr = 0, digits = 0, k;
+		char shown[48];
+
+		pos += len + (nl ? 1 : 0);
+		lineno++;
+		for (j = 0; j < len; j++) {
+			unsigned char ch = (unsigned char)line[j];
+
+			if (ch == '\r') {
+				snprintf(err, errlen,
+					 "%s line %zu: carriage return (DOS line ends?)", name,
+					 lineno);
+				return -1;
+			}
+			if ((ch < 0x20 && ch != '\t') || ch >= 0x7f) {
+				snprintf(err, errlen, "%s line %zu: byte 0x%02x at column %zu",
+					 name, lineno, ch, j + 1);
+				return -1;
+			}
+		}
+		while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+			len--;
+		while (i < len && (line[i] == ' ' || line[i] == '\t'))
+			i++;
+		if (i == len || line[i] == '#')
+			continue;
+		out_sanitize(line + i, len - i < 40 ? len - i : 40, shown, sizeof(shown));
+		if (line[i] < '0' || line[i] > '9') {
+			/* a bank: "name:" */
+			for (j = i; j < len && line[j] != ':'; j++)
+				;
+			if (j + 1 != len || j == i) {
+				snprintf(
+				    err, errlen,
+				    "%s line %zu: '%s' is neither a bank (\"sha256:\") nor a PCR "
+				    "value (\"16: 0x...\")",
+				    name, lineno, shown);
+				return -1;
+			}
+			bank = -1;
+			for (k = 0; k < sizeof(pcr_banks) / sizeof(pcr_banks[0]); k++)
+				if (strlen(pcr_banks[k].name) == j - i &&
+				    memcmp(pcr_banks[k].name, line + i, j - i) == 0)
+					bank = (int)k;
+			if (bank < 0) {
+				snprintf(
+				    err, errlen,
+				    "%s line %zu: unknown PCR bank '%.*s' (sha1, sha256, sha384, "
+				    "sha512, sm3_256)",
+				    name, lineno, (int)(j - i < 20 ? j - i : 20), line + i);
+				return -1;
+			}
+			if (banks_seen & (1u << bank)) {
+				snprintf(err, errlen, "%s line %zu: bank %s appears twice", name,
+					 lineno, pcr_banks[bank].name);
+				return -1;
+			}
+			banks_seen |= 1u << bank;
+			bank_indent = (int)i;
+			in_bank = 0;
+			continue;
+		}
+		/* a PCR: "16: 0x..." or "0 : 0x..." */
+		if (bank < 0) {
+			snprintf(err, errlen,
+				 "%s line %zu: a PCR value before any bank line (\"sha256:\")",
+				 name, lineno);
+			return -1;
+		}
+		if ((int)i <= bank_indent) {
+			snprintf(err, errlen,
+				 "%s line %zu: a PCR value not indented under its bank", name,
+				 lineno);
+			return -1;
+		}
+		while (i < len && line[i] >= '0' && line[i] <= '9' && digits < 3) {
+			pcr = pcr * 10 + (unsigned)(line[i++] - '0');
+			digits++;
+		}
+		while (i < len && line[i] == ' ')
+			i++;
+		if (i >= len || line[i] != ':' || digits > 2) {
+			snprintf(
+			    err, errlen,
+			    "%s line %zu: '%s': expected a PCR number, ':' and 0x and its value",
+			    name, lineno, shown);
+			return -1;
+		}
+		i++;
+		if (pcr > MAX_PCR) {
+			snprintf(err, errlen, "%s line %zu: PCR %u does not exist (0-%d)", name,
+				 lineno, pcr, MAX_PCR);
+			return -1;
+		}
+		if (in_bank & (1u << pcr)) {
+			snprintf(err, errlen, "%s line %zu: PCR %u appears twice in bank %s", name,
+				 lineno, pcr, pcr_banks[bank].name);
+			return -1;
+		}
+		in_bank |= 1u << pcr;
+		j = i;
+		while (i < len && line[i] == ' ')
+			i++;
+		if (i == j || i + 2 > len || line[i] != '0' ||
+		    (line[i + 1] != 'x' && line[i + 1] != 'X')) {
+			snprintf(
+			    err, errlen,
+			    "%s line %zu: PCR %u: expected ' 0x' and the value in hex after ':'",
+			    name, lineno, pcr);
+			return -1;
+		}
+		i += 2;
+		if (len - i != 2u * pcr_banks[bank].len) {
+			snprintf(err, errlen,
+				 "%s line %zu: PCR %u: %zu hex digits, a %s value has %u", name,
+				 lineno, pcr, len - i, pcr_banks[bank].name,
+				 2u * pcr_banks[bank].len);
+			return -1;
+		}
+		for (k = 0; k < pcr_banks[bank].len; k++) {
+			int hi = hexval(line[i + 2 * k]), lo = hexval(line[i + 2 * k + 1]);
+
+			if (hi < 0 || lo < 0) {
+				snprintf(err, errlen,
+					 "%s line %zu: PCR %u: '%c' is not a hex digit", name,
+					 lineno, pcr,
+					 hi < 0 ? line[i + 2 * k] : line[i + 2 * k + 1]);
+				return -1;
+			}
+			if ((unsigned)bank == sha256_idx)
+				pv->values[pcr][k] = (uint8_t)(hi << 4 | lo);
+		}
+		if ((unsigned)bank == sha256_idx)
+			pv->mask |= 1u << pcr;
+	}
+	if (!(banks_seen & (1u << sha256_idx))) {
+		snprintf(err, errlen,
+			 "%s: no sha256 bank (the root key is sealed to SHA-256 PCRs: tpm2_pcrread "
+			 "sha256:LIST prints them)",
+			 name);
+		return -1;
+	}
+	if (!pv->mask) {
+		snprintf(err, errlen, "%s: the sha256 bank lists no PCR", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Read FILE ("-": standard input) and parse it. An exit code (reported) or EXIT_OK. */
+static int read_pcr_file(struct ctl *c, const char *path, struct pcr_values *pv)
+{
+	char err[512], shown[128];
+	FILE *f;
+	char *buf;
+	size_t n;
+	int e;
+
+	out_sanitize(path, strnlen(path, 100), shown, sizeof(shown));
+	buf = malloc(PCRFILE_MAX + 1);
+	if (!buf)
+		return ctl_fail(c, EXIT_LOCAL, -1, "out of memory");
+	f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	if (!f) {
+		e = errno;
+		free(buf);
+		return ctl_fail(c, EXIT_LOCAL, -1, "cannot open %s: %s", shown, strerror(e));
+	}
+	n = fread(buf, 1, PCRFILE_MAX + 1, f);
+	e = ferror(f) ? errno : 0;
+	if (f != stdin)
+		fclose(f);
+	if (e) {
+		free(buf);
+		return ctl_fail(c, EXIT_LOCAL, -1, "cannot read %s: %s", shown, strerror(e));
+	}
+	if (n > PCRFILE_MAX) {
+		free(buf);
+		return ctl_fail(c, EXIT_LOCAL, -1, "%s: larger than %d bytes: not PCR values",
+				shown, PCRFILE_MAX);
+	}
+	e = parse_pcr_file(strcmp(path, "-") == 0 ? "(stdin)" : shown, buf, n, pv, err,
+			   sizeof(err));
+	free(buf);
+	if (e < 0)
+		return ctl_fail(c, EXIT_USAGE, -1, "%s", err);
+	return EXIT_OK;
+}
+
+static void put_pcr_values(struct mgr_builder *b, const struct pcr_values *pv)
+{
+	uint8_t v[33];
+	unsigned i;
+
+	for (i = 0; i <= MAX_PCR; i++) {
+		if (!(pv->mask & (1u << i)))
+			continue;
+		v[0] = (uint8_t)i;
+		memcpy(v + 1, pv->values[i], 32);
+		mgr_put_bytes(b, MGR_F_PCR_VALUE, v, sizeof(v));
 	}
 }
 
@@ -225,12 +511,14 @@ static void pcr_list_text(uint32_t mask, char *out, size_t cap)
 
 static int host_reseal(struct ctl *c, int argc, char **argv)
 {
-	enum { O_PCRS = 1 };
-	static const struct optspec specs[] = {{"pcrs", true, O_PCRS}, {NULL, false, 0}};
+	enum { O_PCRS = 1, O_PREDICT };
+	static const struct optspec specs[] = {
+	    {"pcrs", true, O_PCRS}, {"predict", true, O_PREDICT}, {NULL, false, 0}};
 	uint32_t mask = 0, got;
 	struct mgr_builder b;
 	struct argiter it;
-	const char *val;
+	const char *val, *predict = NULL;
+	struct pcr_values pv;
 	char err[256], list[128];
 	struct props *ps;
 	int id, rc;
@@ -247,16 +535,28 @@ static int host_reseal(struct ctl *c, int argc, char **argv)
 			if (parse_pcrs(val, &mask, err, sizeof(err)) < 0)
 				return ctl_usage(c, it.cmd, "%s", err);
 			break;
+		case O_PREDICT:
+			predict = val;
+			break;
 		default:
 			rc = ctl_global_opt(c, &it, id, val, reseal_help);
 			if (rc)
 				return rc;
 		}
 	}
+	if (predict) {
+		rc = read_pcr_file(c, predict, &pv);
+		if (rc)
+			return rc;
+	}
 	mgr_build_init(&b, ctl_reqbuf(), MGR_MAX_MSG, MGR_HOST_RESEAL);
 	if (mask)
 		mgr_put_u32(&b, MGR_F_PCR_MASK, mask);
-	rc = ctl_request(c, &b, "host reseal");
+	if (predict) {
+		mgr_put_flag(&b, MGR_F_PREDICT);
+		put_pcr_values(&b, &pv);
+	}
+	rc = ctl_request(c, &b, predict ? "host reseal --predict" : "host reseal");
 	if (rc)
 		return rc;
 	ps = props_new();
@@ -264,6 +564,12 @@ static int host_reseal(struct ctl *c, int argc, char **argv)
 	props_add_response(ps, c, REC_HOST);
 	if (c->json) {
 		props_print(c, ps);
+	} else if (predict && mgr_get_u32(c->msg, MGR_F_PCR_MASK, &got) == 0) {
+		pcr_list_text(got, list, sizeof(list));
+		printf("root key sealed a second time, to the predicted values of SHA-256 PCRs %s; "
+		       "the current copy stays: the first start with those values uses the "
+		       "predicted copy and makes it the current one\n",
+		       list);
 	} else if (mgr_get_u32(c->msg, MGR_F_PCR_MASK, &got) == 0) {
 		pcr_list_text(got, list, sizeof(list));
 		printf("root key resealed to the current values of SHA-256 PCRs %s\n", list);
@@ -274,28 +580,83 @@ static int host_reseal(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* The value of property key (a KEY/VALUE pair) in the answer's first record, into out. */
+static bool response_prop(struct ctl *c, const char *key, char *out, size_t cap)
+{
+	const struct mgr_field_view *rec = mgr_find(c->msg, MGR_F_RECORD);
+	struct mgr_msg *m;
+	char err[128];
+	bool found = false;
+	size_t i, klen = strlen(key);
+
+	out[0] = '\0';
+	if (!rec || !(m = malloc(sizeof(*m))))
+		return false;
+	if (mgr_parse_fields(rec->val, rec->len, m, err, sizeof(err)) == 0) {
+		for (i = 0; i + 1 < m->nfields && !found; i++) {
+			if (m->f[i].tag != MGR_F_KEY || m->f[i].len != klen ||
+			    memcmp(m->f[i].val, key, klen) != 0 || m->f[i + 1].tag != MGR_F_VALUE)
+				continue;
+			out_sanitize((const char *)m->f[i + 1].val, m->f[i + 1].len, out, cap);
+			found = true;
+		}
+	}
+	free(m);
+	return found;
+}
+
 static int host_status(struct ctl *c, int argc, char **argv)
 {
+	enum { O_CHECK = 1 };
+	static const struct optspec specs[] = {{"check-pcrs", true, O_CHECK}, {NULL, false, 0}};
 	struct mgr_builder b;
 	struct argiter it;
-	const char *val;
+	const char *val, *check = NULL;
+	struct pcr_values pv;
+	char verdict[32], note[MGR_MAX_TEXT + 1], shown[128];
 	int id, rc;
 
 	argiter_init(&it, argc - 1, argv + 1, "host status");
-	while ((id = argiter_next(c, &it, NULL, &val)) != OPT_END) {
+	while ((id = argiter_next(c, &it, specs, &val)) != OPT_END) {
 		if (id == OPT_ERROR)
 			return EXIT_USAGE;
 		if (id == OPT_POSITIONAL || id == OPT_DASHDASH)
 			return ctl_usage(c, it.cmd, "host status takes no arguments");
+		if (id == O_CHECK) {
+			check = val;
+			continue;
+		}
 		rc = ctl_global_opt(c, &it, id, val, status_help);
 		if (rc)
 			return rc;
 	}
+	if (check) {
+		rc = read_pcr_file(c, check, &pv);
+		if (rc)
+			return rc;
+	}
 	mgr_build_init(&b, ctl_reqbuf(), MGR_MAX_MSG, MGR_HOST_STATUS);
+	if (check)
+		put_pcr_values(&b, &pv);
 	rc = ctl_request(c, &b, "host status");
 	if (rc)
 		return rc;
-	return out_show(c, REC_HOST);
+	rc = out_show(c, REC_HOST);
+	if (rc || !check)
+		return rc;
+	if (!response_prop(c, "check_pcrs", verdict, sizeof(verdict)))
+		return ctl_fail(c, EXIT_REFUSED, -1,
+				"the manager did not check the PCR values (is the host "
+				"provisioned?)");
+	if (strcmp(verdict, "current") == 0 || strcmp(verdict, "predicted") == 0)
+		return EXIT_OK;
+	if (c->json) /* the object printed says check_pcrs "no" and why */
+		return EXIT_REFUSED;
+	response_prop(c, "check_pcrs_note", note, sizeof(note));
+	out_sanitize(check, strnlen(check, 100), shown, sizeof(shown));
+	return ctl_fail(c, EXIT_REFUSED, -1,
+			"a boot with the PCR values of %s would not unseal the root key: %s", shown,
+			note);
 }
 
 int cmd_host(struct ctl *c, int argc, char **argv)

@@ -677,6 +677,8 @@ static const struct {
     {MGR_F_MORE, "more", FS_INTERNAL},
     {MGR_F_AK_PUBLIC, "ak_public", FS_HEX},
     {MGR_F_NV_OFFSET, "nv_offset", FS_SIGNED},
+    {MGR_F_PROOF, "proof", FS_SECRET},
+    {MGR_F_EPOCH, "guard_epoch", FS_NUM},
 };
 
 /* The field's name and form in a record of this kind; NULL name if the tag is unknown. */

@@ -35,6 +35,7 @@
 #include "vtpmd/engine.h"
 #include "vtpmd/manager_client.h"
 #include "vtpmd/options.h"
+#include "vtpmd/sandbox.h"
 #include "vtpmd/state_key.h"
 
 #define VTPMD_VERSION "0.1.0"
@@ -60,7 +61,9 @@ struct vtpmd {
 	size_t dhave;
 	uint8_t obuf[DATA_BUF_LEN + 8];
 	uint8_t migration_key[32];
+	uint8_t state_key[32];	/* only while the state is opened */
 	struct mgr_client *mgr; /* managed mode: our open vTPM at vtpmmgrd */
+	struct sandbox_mem mem;
 };
 
 static void usage(FILE *f)
@@ -109,7 +112,14 @@ static void usage(FILE *f)
 	    "  --pid file=PATH|fd=N       write the process id\n"
 	    "  -d, --daemon               detach after the sockets are ready\n"
 	    "  -t, --terminate            exit when the data channel client hangs up\n"
-	    "  --seccomp action=none      accepted for compatibility\n"
+	    "  --seccomp action=kill|log|none\n"
+	    "                             system call filter loaded once start-up is over\n"
+	    "                             (default kill: a call outside vtpmd's list kills it;\n"
+	    "                             log: allowed and logged by the kernel; none: off)\n"
+	    "  -r, --runas USER           change to USER (name or uid) before any file or socket\n"
+	    "                             is opened; needs root\n"
+	    "  -R, --chroot DIR           chroot to DIR first; every path given is then inside\n"
+	    "                             DIR; needs root\n"
 	    "  --uuid UUID                the vTPM this state belongs to; the state file must\n"
 	    "                             carry it (standalone: taken from the file, or random)\n"
 	    "  --manager SOCKET           managed mode: get the state key for --uuid from\n"
@@ -126,8 +136,12 @@ static void usage(FILE *f)
 	    "                             seal the state blobs QEMU carries in its migration\n"
 	    "                             stream (AES-256-GCM; vtpmd to vtpmd only)\n"
 	    "\n"
+	    "Unix sockets made from path= have mode 0600 unless mode= says otherwise (the umask\n"
+	    "plays no part). The log, pid and lock files are never opened through a symbolic\n"
+	    "link. vtpmd is not dumpable and locks its memory (see RLIMIT_MEMLOCK in vtpmd(8)).\n"
+	    "\n"
 	    "Not supported, refused with a message: TPM 1.2, chardev/cuse modes, --migration,\n"
-	    "--runas, --chroot, --vtpm-proxy, --locality allow-set-locality, profiles.\n"
+	    "--vtpm-proxy, --locality allow-set-locality, profiles.\n"
 	    "\n"
 	    "Exit status: 0 after CMD_SHUTDOWN or a signal, 1 on a usage or start-up error (bad\n"
 	    "option, wrong key, damaged state file: the file is left untouched), 2 if the state\n"
@@ -136,10 +150,10 @@ static void usage(FILE *f)
 
 static void print_capabilities(void)
 {
-	printf(
-	    "{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", \"tpm-send-command-header\", "
-	    "\"flags-opt-startup\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", \"cmdarg-print-states\", "
-	    "\"nvram-backend-dir\" ], \"version\": \"" VTPMD_VERSION "\" }\n");
+	printf("{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", \"tpm-send-command-header\", "
+	       "\"flags-opt-startup\", \"cmdarg-seccomp\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", "
+	       "\"cmdarg-print-states\", \"cmdarg-chroot\", \"nvram-backend-dir\" ], \"version\": "
+	       "\"" VTPMD_VERSION "\" }\n");
 }
 
 /* swtpm_setup asks which blobs exist before it provisions (--not-overwrite). */
@@ -172,16 +186,16 @@ static int log_level_from_swtpm(int level)
 
 static int setup_log(const struct vtpmd_opts *o)
 {
+	char err[512];
 	int fd = 2;
 
 	if (o->log_file) {
-		fd = open(o->log_file,
-			  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
-			      (o->log_truncate ? O_TRUNC : 0),
-			  0640);
+		fd = sandbox_open_nofollow("log file", o->log_file,
+					   O_WRONLY | O_CREAT | O_APPEND |
+					       (o->log_truncate ? O_TRUNC : 0),
+					   0640, true, err, sizeof(err));
 		if (fd < 0) {
-			fprintf(stderr, "vtpmd: cannot open log file %s: %s\n", o->log_file,
-				strerror(errno));
+			fprintf(stderr, "vtpmd: %s\n", err);
 			return -1;
 		}
 	} else if (o->log_fd >= 0) {
@@ -196,12 +210,13 @@ static int setup_log(const struct vtpmd_opts *o)
 static int lock_state_dir(struct vtpmd *d)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	char path[4096];
+	char path[4096], err[512];
 
 	snprintf(path, sizeof(path), "%s/.lock", d->opts.state_dir);
-	d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	d->lock_fd = sandbox_open_nofollow("lock file", path, O_RDWR | O_CREAT, 0640, false, err,
+					   sizeof(err));
 	if (d->lock_fd < 0) {
-		log_warn("cannot open lock file %s", path);
+		log_warnx("%s", err);
 		return 1;
 	}
 	if (fcntl(d->lock_fd, F_OFD_SETLK, &fl) < 0) {
@@ -291,7 +306,8 @@ static int check_with_manager(struct vtpmd *d, const struct mgr_open_result *r)
 static int open_state(struct vtpmd *d)
 {
 	struct mgr_open_result r = {0};
-	uint8_t key[32], uuid[16];
+	uint8_t *key = d->state_key; /* in vtpmd's locked, never-dumped pages */
+	uint8_t uuid[16];
 	bool have_key = d->opts.key.source != KEY_NONE;
 	char err[512] = "";
 	int rc = -1;
@@ -303,17 +319,25 @@ static int open_state(struct vtpmd *d)
 			log_warnx("vTPM %s: %s", d->opts.uuid, err);
 			return -1;
 		}
-		memcpy(key, r.state_key, sizeof(key));
+		memcpy(key, r.state_key, sizeof(d->state_key));
 		OPENSSL_cleanse(r.state_key, sizeof(r.state_key));
 		have_key = true;
 	} else if (have_key && state_key_load(&d->opts.key, key, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
-		return -1;
+		goto out;
 	}
 	if (d->opts.migration_key.source != KEY_NONE) {
 		if (state_key_load(&d->opts.migration_key, d->migration_key, err, sizeof(err)) <
 		    0) {
 			log_warnx("%s", err);
+			goto out;
+		}
+		d->ctrl.migration_key = d->migration_key;
+	} else if (d->mgr) {
+		/* managed: state blobs leave only encrypted, under a key that moves with the vTPM
+		 */
+		if (state_key_blob_key(key, uuid, d->migration_key) < 0) {
+			log_warnx("cannot derive the state blob key");
 			goto out;
 		}
 		d->ctrl.migration_key = d->migration_key;
@@ -333,7 +357,7 @@ static int open_state(struct vtpmd *d)
 		goto out;
 	rc = import_swtpm_state(d);
 out:
-	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(key, sizeof(d->state_key));
 	return rc;
 }
 
@@ -376,16 +400,18 @@ static void close_fd(int *fd)
 
 static int write_pid(const struct vtpmd_opts *o)
 {
-	char buf[32];
+	char buf[32], err[512];
 	int n, fd = o->pid_fd;
 
 	if (!o->pid_file && o->pid_fd < 0)
 		return 0;
 	n = snprintf(buf, sizeof(buf), "%ld", (long)getpid());
 	if (o->pid_file) {
-		fd = open(o->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		/* swtpm overwrites an existing pid file; vtpmd too, but never through a link. */
+		fd = sandbox_open_nofollow("pid file", o->pid_file, O_WRONLY | O_CREAT | O_TRUNC,
+					   0644, false, err, sizeof(err));
 		if (fd < 0) {
-			log_warn("cannot write pid file %s", o->pid_file);
+			log_warnx("%s", err);
 			return -1;
 		}
 	}
@@ -422,6 +448,22 @@ static int daemonize(void)
 }
 
 /* Read one whole control request; answer it. Returns -1 when the connection must close. */
+/* Move the control buffer to a new one of cap bytes, keeping the first keep bytes; the old
+ * one held state blobs: cleansed, never left in freed memory as realloc would. */
+static int cbuf_resize(struct vtpmd *d, size_t cap, size_t keep)
+{
+	uint8_t *nb = malloc(cap);
+
+	if (!nb)
+		return -1;
+	memcpy(nb, d->cbuf, keep < cap ? keep : cap);
+	OPENSSL_cleanse(d->cbuf, d->cbuf_cap);
+	free(d->cbuf);
+	d->cbuf = nb;
+	d->cbuf_cap = cap;
+	return 0;
+}
+
 static int ctrl_serve(struct vtpmd *d)
 {
 	struct ctrl_resp resp = {0};
@@ -437,15 +479,10 @@ static int ctrl_serve(struct vtpmd *d)
 		return -1;
 	have = (size_t)n;
 	while ((st = ctrl_parse(d->cbuf, have, &req, &need, &res)) == CTRL_PARSE_MORE) {
-		if (need > d->cbuf_cap) {
-			uint8_t *nb = realloc(d->cbuf, need);
-			if (!nb) {
-				st = CTRL_PARSE_ERROR;
-				res = RES_FAIL;
-				break;
-			}
-			d->cbuf = nb;
-			d->cbuf_cap = need;
+		if (need > d->cbuf_cap && cbuf_resize(d, need, have) < 0) {
+			st = CTRL_PARSE_ERROR;
+			res = RES_FAIL;
+			break;
 		}
 		n = sock_read_full(d->ctrl_conn, d->cbuf + have, need - have, REQUEST_TIMEOUT_MS);
 		if (n <= 0) {
@@ -472,13 +509,8 @@ static int ctrl_serve(struct vtpmd *d)
 		free(resp.big);
 	}
 	/* Shrink back after a large SET_STATEBLOB so idle instances stay small. */
-	if (d->cbuf_cap > 8192) {
-		uint8_t *nb = realloc(d->cbuf, 8192);
-		if (nb) {
-			d->cbuf = nb;
-			d->cbuf_cap = 8192;
-		}
-	}
+	if (d->cbuf_cap > 8192)
+		cbuf_resize(d, 8192, 0);
 	return rc;
 }
 
@@ -583,7 +615,7 @@ static int run(struct vtpmd *d)
 						   .events = POLLIN};
 		p[P_DATA] = (struct pollfd){.fd = d->ctrl.data_fd, .events = POLLIN};
 		p[P_MGR] = (struct pollfd){.fd = mgr_client_fd(d->mgr), .events = POLLIN};
-		if (poll(p, P_N, -1) < 0) {
+		if (poll(p, P_N, mgr_client_retry_in(d->mgr)) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_warn("poll");
@@ -595,13 +627,12 @@ static int run(struct vtpmd *d)
 				log_info("signal %u: shutting down", si.ssi_signo);
 			return 0;
 		}
-		if (p[P_MGR].revents) {
-			/* A restarted manager does not know this instance: running on would let a
-			 * second instance of the vTPM start, and no write could be reported. */
-			log_warnx("vTPM %s: the manager closed its connection; stopping",
-				  d->opts.uuid);
-			return 1;
-		}
+		/* The manager went away (restart, upgrade, crash): keep serving; the next state
+		 * write waits until it takes this instance back (manager_client.h). */
+		if (p[P_MGR].revents)
+			mgr_client_lost(d->mgr);
+		if (mgr_client_retry_in(d->mgr) == 0 && mgr_client_reconnect(d->mgr) < 0)
+			return 1; /* another instance holds the vTPM now, or it was deleted */
 		if (p[P_DATA].revents && data_serve(d) < 0) {
 			data_close(d);
 			if (d->opts.terminate || d->data_from_server_fd) {
@@ -629,6 +660,26 @@ static int run(struct vtpmd *d)
 	}
 }
 
+/* A stop request while a state write waits for the manager: leave at once, without
+ * another state write (the one on disk is reported at the next start). */
+static void abort_stop(void *arg)
+{
+	struct vtpmd *d = arg;
+
+	if (d->opts.ctrl.type == CHAN_UNIX_PATH)
+		unlink(d->opts.ctrl.path);
+	if (d->opts.server.type == CHAN_UNIX_PATH)
+		unlink(d->opts.server.path);
+	if (d->opts.pid_file)
+		unlink(d->opts.pid_file);
+	if (d->cbuf)
+		OPENSSL_cleanse(d->cbuf, d->cbuf_cap);
+	state_store_close(d->store); /* cleanses its copy of the key; writes nothing */
+	mgr_client_close(d->mgr);    /* cleanses the client's copy; no state write */
+	sandbox_secret_free(d, sizeof(*d));
+	_exit(0);
+}
+
 static void cleanup(struct vtpmd *d)
 {
 	if (d->engine) {
@@ -650,6 +701,8 @@ static void cleanup(struct vtpmd *d)
 		unlink(d->opts.pid_file);
 	close_fd(&d->lock_fd);
 	close_fd(&d->sig_fd);
+	if (d->cbuf)
+		OPENSSL_cleanse(d->cbuf, d->cbuf_cap); /* it held state blobs */
 	free(d->cbuf);
 	OPENSSL_cleanse(d->migration_key, sizeof(d->migration_key));
 	vtpmd_opts_free(&d->opts);
@@ -673,6 +726,11 @@ static int start(struct vtpmd *d)
 		return 1;
 	d->ctrl.data_fd = data_conn;
 	d->data_from_server_fd = data_conn >= 0;
+	if (geteuid() == 0 &&
+	    (d->opts.ctrl.type == CHAN_TCP_PORT || d->opts.ctrl.type == CHAN_TCP_FD ||
+	     d->opts.server.type == CHAN_TCP_PORT || d->opts.server.type == CHAN_TCP_FD))
+		log_warnx("a TCP channel of this vtpmd (running as root) is open to every local "
+			  "user: prefer unix sockets (type=unixio), or --runas");
 	d->ctrl_from_clientfd = d->ctrl_conn >= 0;
 	d->cbuf_cap = 8192;
 	d->cbuf = malloc(d->cbuf_cap);
@@ -680,6 +738,8 @@ static int start(struct vtpmd *d)
 		log_warn("start-up");
 		return 1;
 	}
+	if (d->mgr)
+		mgr_client_set_abort(d->mgr, d->sig_fd, abort_stop, d);
 	if (d->opts.not_need_init) {
 		res = engine_init(d->engine, 0);
 		if (res != 0) {
@@ -692,6 +752,8 @@ static int start(struct vtpmd *d)
 	}
 	if (d->opts.daemon && daemonize() < 0)
 		return 1;
+	if (d->opts.daemon)
+		sandbox_relock_after_fork(&d->mem, d, sizeof(*d)); /* locks are not inherited */
 	if (write_pid(&d->opts) < 0)
 		return 1;
 	log_info("ready: state in %s, state version %llu", d->opts.state_dir,
@@ -699,50 +761,91 @@ static int start(struct vtpmd *d)
 	return 0;
 }
 
+/* After the options, before any file or socket is opened: --chroot, then --runas (swtpm's
+ * order, so every path is inside the chroot and every file is made by the new user). The
+ * user is looked up first: the chroot needs no /etc/passwd. */
+static int confine(struct vtpmd *d)
+{
+	struct sandbox_user u;
+	char err[512];
+
+	if (d->opts.runas && sandbox_resolve_user(d->opts.runas, &u, err, sizeof(err)) < 0)
+		goto fail;
+	if (d->opts.chroot_dir && sandbox_chroot(d->opts.chroot_dir, err, sizeof(err)) < 0)
+		goto fail;
+	if (d->opts.runas &&
+	    sandbox_drop_privileges(&u, &d->mem, d, sizeof(*d), err, sizeof(err)) < 0)
+		goto fail;
+	return 0;
+fail:
+	fprintf(stderr, "vtpmd: %s\n", err);
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
-	struct vtpmd d;
+	struct sandbox_mem mem;
+	struct vtpmd *d;
 	char err[512];
-	int rc;
+	int rc = 1;
 
-	memset(&d, 0, sizeof(d));
-	d.ctrl_listen = d.ctrl_conn = d.data_listen = d.lock_fd = d.sig_fd = -1;
-	d.ctrl.data_fd = -1;
+	sandbox_nondumpable();
+	sandbox_lock_memory(&mem);
 	log_init("vtpmd", 2, LOG_LVL_WARN);
-	if (vtpmd_parse_args(argc, argv, &d.opts, err, sizeof(err)) < 0) {
-		fprintf(stderr, "vtpmd: %s\n", err);
-		vtpmd_opts_free(&d.opts);
+	/* All of vtpmd's own buffers (keys, commands, responses) in locked, never-dumped pages;
+	 * zeroed, cleansed when freed. */
+	d = sandbox_secret_alloc(sizeof(*d));
+	if (!d)
 		return 1;
+	d->mem = mem;
+	d->ctrl_listen = d->ctrl_conn = d->data_listen = d->lock_fd = d->sig_fd = -1;
+	d->ctrl.data_fd = -1;
+	if (vtpmd_parse_args(argc, argv, &d->opts, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vtpmd: %s\n", err);
+		goto out;
 	}
-	if (d.opts.help) {
+	if (d->opts.help) {
 		usage(stdout);
-		vtpmd_opts_free(&d.opts);
-		return 0;
+		rc = 0;
+		goto out;
 	}
-	if (d.opts.version) {
+	if (d->opts.version) {
 		uint32_t v = TPMLIB_GetVersion();
 		printf("vtpmd %s (swtpm-compatible TPM 2.0 emulator, libtpms %u.%u.%u)\n",
 		       VTPMD_VERSION, v >> 16, (v >> 8) & 0xff, v & 0xff);
-		vtpmd_opts_free(&d.opts);
-		return 0;
+		rc = 0;
+		goto out;
 	}
-	if (d.opts.print_states) {
-		print_states(d.opts.state_dir);
-		vtpmd_opts_free(&d.opts);
-		return 0;
+	if (confine(d) < 0)
+		goto out;
+	if (d->opts.print_states) {
+		print_states(d->opts.state_dir);
+		rc = 0;
+		goto out;
 	}
-	if (d.opts.print_capabilities) {
+	if (d->opts.print_capabilities) {
 		print_capabilities();
-		vtpmd_opts_free(&d.opts);
-		return 0;
+		rc = 0;
+		goto out;
 	}
-	if (setup_log(&d.opts) < 0) {
-		vtpmd_opts_free(&d.opts);
-		return 1;
+	if (setup_log(&d->opts) < 0)
+		goto out;
+	rc = start(d);
+	if (rc == 0) {
+		sandbox_report_memory(&d->mem);
+		if (sandbox_seccomp(d->opts.seccomp, err, sizeof(err)) < 0) {
+			log_warnx("%s", err);
+			rc = 1;
+		} else {
+			sandbox_test_hook();
+			rc = run(d);
+		}
 	}
-	rc = start(&d);
-	if (rc == 0)
-		rc = run(&d);
-	cleanup(&d);
+	cleanup(d);
+	sandbox_secret_free(d, sizeof(*d));
+	return rc;
+out:
+	vtpmd_opts_free(&d->opts);
+	sandbox_secret_free(d, sizeof(*d));
 	return rc;
 }

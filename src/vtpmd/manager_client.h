@@ -6,6 +6,16 @@
  * with the state key and the newest (version, digest) it has recorded. Afterwards every
  * committed state write is reported (MGR_COMMIT) before the command that caused it is
  * answered, so the manager's record never lags an answered write.
+ *
+ * The manager may go away (restart, upgrade, crash) and its store may refuse a write for a
+ * while (disk full): neither is a reason to fail a guest's command. A commit the manager
+ * cannot take now is waited for: vtpmd reconnects (50 ms, doubling to 1 s between tries),
+ * proves it is the same live instance (MGR_RESUME, common/resume_proof.h) and sends the
+ * commit again, for as long as it takes; the guest sees a slow command. The state write is
+ * already durable in the state file, so at most one version is ever unreported: if vtpmd
+ * is stopped while it waits, the next start reports it (mgr_check_loaded returns 1).
+ * Only a refusal that names this instance (another instance holds the vTPM, rollback, the
+ * vTPM was deleted) fails the commit.
  */
 #ifndef VTPMD_MANAGER_CLIENT_H
 #define VTPMD_MANAGER_CLIENT_H
@@ -14,6 +24,9 @@
 #include <stdint.h>
 
 #include "common/state_file.h"
+
+/* How often a waiting commit says so in the log. */
+#define MGR_WAIT_LOG_S 30
 
 struct mgr_client;
 
@@ -24,14 +37,35 @@ struct mgr_open_result {
 	uint8_t group_uuid[16];
 };
 
+/* Open the vTPM. The client keeps its own copy of the state key (for MGR_RESUME); it is
+ * cleansed by mgr_client_close. */
 int mgr_client_open(struct mgr_client **out, const char *socket_path, const uint8_t uuid[16],
 		    struct mgr_open_result *res, char *err, size_t errlen);
-/* Report a durable commit; 0 once the manager recorded it. Usable as an engine hook. */
+/*
+ * While a commit waits, abort_fd (the signal fd) is watched too: when it becomes readable
+ * the process must stop, and on_abort(arg) is called; it must not return (it cleans up and
+ * exits: the state on disk is at most one version ahead of the manager, which the next
+ * start reconciles).
+ */
+void mgr_client_set_abort(struct mgr_client *c, int abort_fd, void (*on_abort)(void *arg),
+			  void *arg);
+/* Report a durable commit; 0 once the manager recorded it (waiting as above), -1 if the
+ * manager refused this instance's write. Usable as an engine hook. */
 int mgr_client_commit(void *client, const struct state_slot_info *info);
 void mgr_client_close(struct mgr_client *c);
-/* The connection, for the poll loop: the manager never speaks unasked, so anything readable
- * on it (a hang-up) means the manager is gone and this instance must stop. */
+
+/* The connection, for the poll loop (-1 while disconnected). The manager never speaks
+ * unasked, so anything readable on it (a hang-up) means the manager went away: call
+ * mgr_client_lost. */
 int mgr_client_fd(const struct mgr_client *c);
+void mgr_client_lost(struct mgr_client *c);
+/* While disconnected: milliseconds until mgr_client_reconnect should be tried (0: now);
+ * -1 while connected. */
+int mgr_client_retry_in(const struct mgr_client *c);
+/* One reconnect-and-resume attempt. 0: back, or not yet (try again later); -1: the manager
+ * refused to take this instance back (another instance holds the vTPM, or it was
+ * deleted): vtpmd must stop. */
+int mgr_client_reconnect(struct mgr_client *c);
 
 /*
  * Decide whether the state loaded from disk (file_version, file_digest; version 0 = no file)

@@ -156,3 +156,13 @@ int state_key_load(const struct key_opts *k, uint8_t key[32], char *err, size_t 
 	}
 	return rc;
 }
+
+int state_key_blob_key(const uint8_t state_key[32], const uint8_t uuid[16], uint8_t out[32])
+{
+	static const char info[] = "vtpm-managed-blob-v1";
+
+	return hkdf_sha256(state_key, 32, uuid, 16, (const uint8_t *)info, sizeof(info) - 1, out,
+			   32) == AEAD_OK
+		   ? 0
+		   : -1;
+}

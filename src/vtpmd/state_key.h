@@ -19,4 +19,13 @@ int state_key_load(const struct key_opts *k, uint8_t key[32], char *err, size_t 
 int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t len, uint8_t key[32],
 		     char *err, size_t errlen);
 
+/*
+ * Managed mode: the key state blobs leave vtpmd under (CMD_GET_STATEBLOB) when no
+ * --migration-key is given: HKDF-SHA256(state key, salt = vTPM UUID,
+ * info "vtpm-managed-blob-v1"). It moves with the vTPM (a destination manager that imports
+ * the vTPM hands the same state key to the destination vtpmd, which derives the same key),
+ * and no one who reaches the control channel gets the plaintext state.
+ */
+int state_key_blob_key(const uint8_t state_key[32], const uint8_t uuid[16], uint8_t out[32]);
+
 #endif

@@ -7,6 +7,7 @@
  * keep the host NV counter in step (rollback.h). Reads are audited by the event loop.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,7 +151,8 @@ static uint32_t host_init(struct mgrd *d, const struct requester *who,
 	uint8_t *blob = NULL, *der = NULL, name[HOST_TPM_NAME_MAX];
 	size_t blob_len = 0, der_len = 0, name_len = 0;
 	uint32_t nvtpms = 0, st = MGR_OK;
-	uint64_t c0 = 0, v = 0;
+	struct store_guard guard;
+	uint64_t v = 0;
 	int64_t offset;
 	char err[512];
 	bool key_switched = false;
@@ -192,11 +194,13 @@ static uint32_t host_init(struct mgrd *d, const struct requester *who,
 	if (was_provisioned && idx == old_idx)
 		rc = HOST_TPM_OK;
 	else
-		rc = host_tpm_counter_define(d->tpm, idx, err, sizeof(err));
+		rc = host_tpm_counter_define(d->tpm, idx, HOST_TPM_COUNTER_ORDERLY, err,
+					     sizeof(err));
 	if (rc == HOST_TPM_ERR_EXISTS && force) {
 		rc = host_tpm_counter_undefine(d->tpm, idx, err, sizeof(err));
 		if (rc == HOST_TPM_OK)
-			rc = host_tpm_counter_define(d->tpm, idx, err, sizeof(err));
+			rc = host_tpm_counter_define(d->tpm, idx, HOST_TPM_COUNTER_ORDERLY, err,
+						     sizeof(err));
 	} else if (rc == HOST_TPM_ERR_EXISTS) {
 		st = reply_fail(r, MGR_ERR_EXISTS,
 				"NV index 0x%08x is already defined on the host TPM (by an earlier "
@@ -211,12 +215,12 @@ static uint32_t host_init(struct mgrd *d, const struct requester *who,
 		st = reply_fail(r, MGR_ERR_HOST_TPM, "%s", err);
 		goto out;
 	}
-	/* 2. the store counter this provisioning commits, and the offset tying them */
-	if (store_counter(d->store, &c0) != STORE_OK) {
+	/* 2. the offset tying the store's guard epoch to the counter (rollback.h) */
+	if (store_guard_get(d->store, &guard) != STORE_OK) {
 		st = reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
 		goto out;
 	}
-	offset = (int64_t)v - (int64_t)(c0 + 1);
+	offset = (int64_t)v - (int64_t)guard.epoch;
 	/* 3. seal the root key (with the offset) to the host PCRs; the AK's public key */
 	keys_root_secret_encode(root, offset, secret);
 	rc = host_tpm_seal(d->tpm, secret, sizeof(secret), req->u.host_init.pcr_mask, &blob,
@@ -292,11 +296,9 @@ static uint32_t host_init(struct mgrd *d, const struct requester *who,
 	d->provisioned = true;
 	d->pcr_mask = h->pcr_mask;
 	d->host_created = (int64_t)time(NULL);
-	rollback_init(&d->rb, d->tpm, idx, offset, v);
-	if (rollback_after_write(&d->rb, d->store, err, sizeof(err)) != RB_OK) {
-		st = reply_fail(r, MGR_ERR_HOST_TPM, "provisioned, but %s", err);
-		goto out;
-	}
+	rollback_init(&d->rb, d->tpm, idx, offset);
+	d->rb.interval_ms = d->opts.guard_interval_ms;
+	rollback_provisioned(&d->rb, d->store, v);
 	if (was_provisioned && old_idx != idx &&
 	    host_tpm_counter_undefine(d->tpm, old_idx, err, sizeof(err)) != HOST_TPM_OK)
 		log_warnx("host-init: the previous NV counter stays defined: %s", err);
@@ -320,7 +322,156 @@ out:
 	return st;
 }
 
-static uint32_t host_status(struct mgrd *d, struct mgr_reply *r)
+static void put_prop(struct mgr_builder *b, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void put_prop(struct mgr_builder *b, const char *key, const char *fmt, ...)
+{
+	char v[MGR_MAX_TEXT + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(v, sizeof(v), fmt, ap);
+	va_end(ap);
+	if (!v[0])
+		return;
+	mgr_put_text(b, MGR_F_KEY, key);
+	reply_text(b, MGR_F_VALUE, v);
+}
+
+static void put_command_count(const char *name, uint64_t count, void *arg)
+{
+	char key[64];
+
+	snprintf(key, sizeof(key), "tpm_%s", name);
+	put_prop(arg, key, "%" PRIu64, count);
+}
+
+/* The store's rollback guard (rollback.h), as properties. */
+static void guard_status(struct mgrd *d, struct mgr_builder *b)
+{
+	const struct rollback *rb = &d->rb;
+	int64_t now = rollback_now_ms();
+
+	mgr_put_u64(b, MGR_F_EPOCH, rb->epoch);
+	put_prop(b, "guard_verdict", "%s", rollback_verdict_name(rb->verdict));
+	put_prop(b, "guard_verdict_note", "%s", rb->verdict_note);
+	put_prop(b, "guard_verdict_time", "%" PRId64, rb->verdict_time);
+	put_prop(b, "guard_counter", "%s", rb->orderly ? "hybrid (orderly)" : "plain NV counter");
+	put_prop(b, "guard_interval_ms", "%u", rb->interval_ms);
+	put_prop(b, "guard_advances", "%" PRIu64, rb->advances);
+	put_prop(b, "guard_unguarded_changes", "%" PRIu64, rb->changes);
+	put_prop(b, "guard_unguarded_ms", "%" PRId64,
+		 rb->changes ? now - rb->covered_ms : (int64_t)0);
+	put_prop(b, "guard_failures", "%" PRIu64, rb->failures);
+	if (rb->failing_since_ms) {
+		put_prop(b, "guard_failing_for_ms", "%" PRId64, now - rb->failing_since_ms);
+		put_prop(b, "guard_last_error", "%s", rb->last_error);
+	}
+}
+
+/* ---- host updates: the predicted copy (docs/vtpmmgrd.8, HOST UPDATES) ---------------- */
+
+/* "0, 16" */
+static void pcr_text(uint32_t mask, char *out, size_t cap)
+{
+	size_t pos = 0;
+	unsigned i;
+
+	out[0] = '\0';
+	for (i = 0; i < HOST_TPM_PCRS && pos < cap; i++)
+		if (mask & (1u << i))
+			pos += (size_t)snprintf(out + pos, cap - pos, "%s%u", pos ? ", " : "", i);
+}
+
+/* Would a boot with the values pv unseal blob? Fills *mask (the blob's PCRs), *differ (its
+ * PCRs whose value in pv is another) and *missing (its PCRs pv has no value for). 1: yes,
+ * 0: no, -1: the blob does not parse (err). No TPM command. */
+static int blob_would_unseal(const uint8_t *blob, size_t len, const struct req_pcr_values *pv,
+			     uint32_t *mask, uint32_t *differ, uint32_t *missing, char *err,
+			     size_t errlen)
+{
+	uint8_t values[HOST_TPM_PCRS][32];
+	unsigned i;
+
+	*differ = *missing = 0;
+	if (host_tpm_blob_pcrs(blob, len, mask, values, err, errlen) != HOST_TPM_OK)
+		return -1;
+	for (i = 0; i < HOST_TPM_PCRS; i++) {
+		if (!(*mask & (1u << i)))
+			continue;
+		if (!(pv->mask & (1u << i)))
+			*missing |= 1u << i;
+		else if (CRYPTO_memcmp(values[i], pv->values[i], 32) != 0)
+			*differ |= 1u << i;
+	}
+	return !*differ && !*missing;
+}
+
+/* One copy's verdict, for the note: "the current copy (PCRs 0, 16): PCR 16 differs". */
+static void copy_verdict(const char *which, const uint8_t *blob, size_t len,
+			 const struct req_pcr_values *pv, int *ok, char *out, size_t cap)
+{
+	uint32_t mask = 0, differ = 0, missing = 0;
+	char err[256], a[96], b[96], c[96];
+
+	*ok = blob_would_unseal(blob, len, pv, &mask, &differ, &missing, err, sizeof(err));
+	if (*ok < 0) {
+		snprintf(out, cap, "the %s copy is unreadable (%s)", which, err);
+		*ok = 0;
+		return;
+	}
+	pcr_text(mask, a, sizeof(a));
+	pcr_text(differ, b, sizeof(b));
+	pcr_text(missing, c, sizeof(c));
+	if (*ok)
+		snprintf(out, cap, "the %s copy (PCRs %s) unseals", which, a);
+	else if (differ && missing)
+		snprintf(out, cap,
+			 "the %s copy (PCRs %s): PCR%s %s differ%s, no value for PCR%s %s", which,
+			 a, differ & (differ - 1) ? "s" : "", b, differ & (differ - 1) ? "" : "s",
+			 missing & (missing - 1) ? "s" : "", c);
+	else if (differ)
+		snprintf(out, cap, "the %s copy (PCRs %s): PCR%s %s differ%s", which, a,
+			 differ & (differ - 1) ? "s" : "", b, differ & (differ - 1) ? "" : "s");
+	else
+		snprintf(out, cap, "the %s copy (PCRs %s): no value for PCR%s %s", which, a,
+			 missing & (missing - 1) ? "s" : "", c);
+}
+
+/* host status: the predicted copy, and with PCR values, whether a boot with them unseals. */
+static void update_status(const struct store_host *h, const struct req_pcr_values *pv,
+			  struct mgr_builder *b)
+{
+	uint8_t values[HOST_TPM_PCRS][32];
+	uint32_t mask = 0;
+	char list[96], cur[384], next[384], err[256];
+	int ok_cur = 0, ok_next = 0;
+
+	put_prop(b, "predicted_copy", "%s", h->sealed_next_len ? "yes" : "no");
+	if (h->sealed_next_len) {
+		if (host_tpm_blob_pcrs(h->sealed_next, h->sealed_next_len, &mask, values, err,
+				       sizeof(err)) == HOST_TPM_OK) {
+			pcr_text(mask, list, sizeof(list));
+			put_prop(b, "predicted_pcrs", "%s", list);
+		} else {
+			put_prop(b, "predicted_error", "%s", err);
+		}
+		put_prop(b, "predicted_time", "%" PRId64, h->next_created);
+	}
+	if (!pv->mask)
+		return;
+	copy_verdict("current", h->sealed_root, h->sealed_root_len, pv, &ok_cur, cur, sizeof(cur));
+	if (h->sealed_next_len)
+		copy_verdict("predicted", h->sealed_next, h->sealed_next_len, pv, &ok_next, next,
+			     sizeof(next));
+	else
+		snprintf(next, sizeof(next), "there is no predicted copy");
+	put_prop(b, "check_pcrs", "%s", ok_cur ? "current" : ok_next ? "predicted" : "no");
+	put_prop(b, "check_pcrs_note", "%s; %s", cur, next);
+}
+
+static uint32_t host_status(struct mgrd *d, const struct mgr_request *req, struct mgr_reply *r)
 {
 	struct store_host *h = NULL;
 	uint32_t ngroups = 0, nvtpms = 0;
@@ -341,9 +492,11 @@ static uint32_t host_status(struct mgrd *d, struct mgr_reply *r)
 	saved = reply_record_begin(&r->b);
 	mgr_put_u32(&r->b, MGR_F_PROVISIONED, d->provisioned ? 1 : 0);
 	reply_text(&r->b, MGR_F_STATE,
-		   !d->provisioned ? "not-provisioned"
-		   : d->rb.pending ? "nv-increment-pending"
-				   : "ok");
+		   !d->provisioned		      ? "not-provisioned"
+		   : d->rb.failing_since_ms	      ? "guard-failing"
+		   : d->rb.verdict == RB_CRASH_WINDOW ? "ok, crash window at start"
+		   : d->rb.verdict == RB_RESET_WINDOW ? "ok, host TPM reset window at start"
+						      : "ok");
 	mgr_put_u32(&r->b, MGR_F_NV_INDEX, d->provisioned ? d->rb.nv_index : d->opts.nv_index);
 	if (d->provisioned) {
 		mgr_put_u32(&r->b, MGR_F_PCR_MASK, d->pcr_mask);
@@ -362,15 +515,110 @@ static uint32_t host_status(struct mgrd *d, struct mgr_reply *r)
 	mgr_put_u32(&r->b, MGR_F_VTPMS, nvtpms);
 	mgr_put_u32(&r->b, MGR_F_INSTANCES, (uint32_t)d->inst.n);
 	mgr_put_u64(&r->b, MGR_F_TPM_COMMANDS, host_tpm_commands(d->tpm));
+	if (d->provisioned)
+		guard_status(d, &r->b);
+	if (h)
+		update_status(h, &req->u.host_status.pv, &r->b);
+	host_tpm_command_counts(d->tpm, put_command_count, &r->b);
 	free(h);
 	if (!reply_record_end(&r->b, saved))
 		return reply_fail(r, MGR_ERR_INTERNAL, "the status does not fit in a message");
 	return MGR_OK;
 }
 
+/* host reseal --predict: a second sealed copy of the root key, to the expected values of the
+ * next boot, beside the current one (which stays as it is). */
+static uint32_t host_reseal_predict(struct mgrd *d, const struct requester *who,
+				    const struct mgr_request *req, struct mgr_reply *r)
+{
+	const struct req_pcr_values *pv = &req->u.host_reseal.pv;
+	struct store_actor a = actor_of(who);
+	struct store_host *h;
+	uint8_t secret[KEYS_ROOT_SECRET_LEN], *blob = NULL;
+	size_t blob_len = 0;
+	uint32_t st, mask, missing;
+	char err[512], list[96], note[STORE_RESULT_MAX + 1];
+	bool replaced;
+	int rc;
+
+	mask = req->u.host_reseal.has_mask ? req->u.host_reseal.pcr_mask : d->pcr_mask;
+	missing = mask & ~pv->mask;
+	if (missing) {
+		char want[96];
+
+		pcr_text(missing, list, sizeof(list));
+		pcr_text(mask, want, sizeof(want));
+		return reply_fail(r, MGR_ERR_MALFORMED,
+				  "the predicted values give no value for PCR%s %s (the copy is "
+				  "sealed to PCRs %s)",
+				  missing & (missing - 1) ? "s" : "", list, want);
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	rc = store_host_get(d->store, h);
+	if (rc != STORE_OK) {
+		st = reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
+		goto out;
+	}
+	keys_root_secret_encode(d->root_key, d->rb.offset, secret);
+	rc = host_tpm_seal_values(d->tpm, secret, sizeof(secret), mask, pv->values, &blob,
+				  &blob_len, err, sizeof(err));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (rc != HOST_TPM_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "%s", err);
+		goto out;
+	}
+	if (blob_len > STORE_BLOB_MAX) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "the sealed blob is too large");
+		goto out;
+	}
+	replaced = h->sealed_next_len > 0;
+	memcpy(h->sealed_next, blob, blob_len);
+	h->sealed_next_len = blob_len;
+	h->next_created = (int64_t)time(NULL);
+	pcr_text(mask, list, sizeof(list));
+	snprintf(note, sizeof(note), "ok: predicted copy sealed to PCRs %s%s", list,
+		 replaced ? " (replaces the previous predicted copy)" : "");
+	/* the record and its audit row, one transaction */
+	rc = store_begin(d->store);
+	if (rc == STORE_OK)
+		rc = store_host_put(d->store, NULL, h);
+	if (rc == STORE_OK)
+		rc = store_audit_append(d->store, &a, "host-reseal", "host", note);
+	if (rc == STORE_OK)
+		rc = store_commit(d->store);
+	else
+		store_rollback(d->store);
+	if (rc != STORE_OK) {
+		st = reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+		goto out;
+	}
+	r->audited = true;
+	st = mgrd_write_end(d, r);
+	if (st == MGR_OK) {
+		log_info("root key sealed a second time, to predicted values of PCRs %s%s", list,
+			 replaced ? " (the previous predicted copy is replaced)" : "");
+		mgr_put_u32(&r->b, MGR_F_PCR_MASK, mask);
+		put_prop(&r->b, "copy", "predicted");
+	}
+out:
+	free(blob);
+	OPENSSL_cleanse(h, sizeof(*h));
+	free(h);
+	return st;
+}
+
 static uint32_t host_reseal(struct mgrd *d, const struct requester *who,
 			    const struct mgr_request *req, struct mgr_reply *r)
 {
+	if (req->u.host_reseal.predict) {
+		snprintf(r->subject, sizeof(r->subject), "host");
+		if (!d->provisioned)
+			return reply_fail(r, MGR_ERR_NOT_PROVISIONED,
+					  "the host is not provisioned (host-init first)");
+		return host_reseal_predict(d, who, req, r);
+	}
 	struct store_actor a = actor_of(who);
 	struct store_host *h;
 	uint8_t secret[KEYS_ROOT_SECRET_LEN], *blob = NULL;
@@ -905,7 +1153,7 @@ void admin_handle(struct mgrd *d, const struct requester *who, const struct mgr_
 		host_init(d, who, req, r);
 		break;
 	case MGR_HOST_STATUS:
-		host_status(d, r);
+		host_status(d, req, r);
 		break;
 	case MGR_HOST_RESEAL:
 		host_reseal(d, who, req, r);

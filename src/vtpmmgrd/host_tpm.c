@@ -57,11 +57,20 @@
 #define BLOB_HEADER_LEN	  12 /* magic, version, bank, mask */
 #define COUNTER_DATA_SIZE 8
 
+/* Commands are counted by code: TPM2_CC_FIRST (0x11f) .. TPM2_CC_LAST and a few more. */
+#define CC_BASE	 0x100u
+#define CC_SLOTS 0xa0u
+
 struct host_tpm {
 	TSS2_TCTI_CONTEXT_COMMON_V2 wrap; /* first: this is the TCTI ESYS sees */
 	TSS2_TCTI_CONTEXT *inner;	  /* the TCTI loaded by tctildr */
 	ESYS_CONTEXT *esys;
-	uint64_t commands;
+	/* read by other threads (status) while the TPM thread sends */
+	_Atomic uint64_t commands;
+	_Atomic uint64_t by_cc[CC_SLOTS + 1]; /* [CC_SLOTS]: codes outside the range */
+	/* the counter's ESYS handle, kept between increments */
+	uint32_t nv_cached;
+	ESYS_TR nv_tr;
 };
 
 /* A parsed sealed blob. */
@@ -116,8 +125,10 @@ static struct host_tpm *wrap_host(TSS2_TCTI_CONTEXT *tcti)
 static TSS2_RC wrap_transmit(TSS2_TCTI_CONTEXT *tcti, size_t size, const uint8_t *command)
 {
 	struct host_tpm *h = wrap_host(tcti);
+	uint32_t cc = size >= 10 ? be32_get(command + 6) : 0;
 
 	h->commands++;
+	h->by_cc[cc >= CC_BASE && cc < CC_BASE + CC_SLOTS ? cc - CC_BASE : CC_SLOTS]++;
 	return Tss2_Tcti_Transmit(h->inner, size, command);
 }
 
@@ -187,6 +198,7 @@ int host_tpm_open(struct host_tpm **out, const char *tcti, char *err, size_t err
 		return HOST_TPM_ERR_TPM;
 	}
 	wrap_init(h);
+	h->nv_tr = ESYS_TR_NONE;
 	rc = Esys_Initialize(&h->esys, (TSS2_TCTI_CONTEXT *)(void *)&h->wrap, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		tss_err(err, errlen, "Esys_Initialize", rc);
@@ -202,6 +214,8 @@ void host_tpm_close(struct host_tpm *h)
 {
 	if (!h)
 		return;
+	if (h->nv_tr != ESYS_TR_NONE)
+		Esys_TR_Close(h->esys, &h->nv_tr);
 	Esys_Finalize(&h->esys);
 	Tss2_TctiLdr_Finalize(&h->inner);
 	free(h);
@@ -210,6 +224,78 @@ void host_tpm_close(struct host_tpm *h)
 uint64_t host_tpm_commands(const struct host_tpm *h)
 {
 	return h->commands;
+}
+
+static const struct {
+	uint32_t cc;
+	const char *name;
+} cc_names[] = {
+    {TPM2_CC_NV_UndefineSpace, "NV_UndefineSpace"},
+    {TPM2_CC_NV_DefineSpace, "NV_DefineSpace"},
+    {TPM2_CC_CreatePrimary, "CreatePrimary"},
+    {TPM2_CC_NV_Increment, "NV_Increment"},
+    {TPM2_CC_NV_Write, "NV_Write"},
+    {TPM2_CC_Startup, "Startup"},
+    {TPM2_CC_Shutdown, "Shutdown"},
+    {TPM2_CC_NV_Read, "NV_Read"},
+    {TPM2_CC_Create, "Create"},
+    {TPM2_CC_Load, "Load"},
+    {TPM2_CC_Quote, "Quote"},
+    {TPM2_CC_Unseal, "Unseal"},
+    {TPM2_CC_FlushContext, "FlushContext"},
+    {TPM2_CC_NV_ReadPublic, "NV_ReadPublic"},
+    {TPM2_CC_ReadPublic, "ReadPublic"},
+    {TPM2_CC_StartAuthSession, "StartAuthSession"},
+    {TPM2_CC_GetCapability, "GetCapability"},
+    {TPM2_CC_GetRandom, "GetRandom"},
+    {TPM2_CC_PCR_Read, "PCR_Read"},
+    {TPM2_CC_PolicyPCR, "PolicyPCR"},
+    {TPM2_CC_ReadClock, "ReadClock"},
+    {TPM2_CC_PCR_Extend, "PCR_Extend"},
+    {TPM2_CC_PolicyGetDigest, "PolicyGetDigest"},
+    {TPM2_CC_PolicyAuthorize, "PolicyAuthorize"},
+};
+
+void host_tpm_command_counts(const struct host_tpm *h,
+			     void (*cb)(const char *name, uint64_t count, void *arg), void *arg)
+{
+	char code[16];
+	uint32_t i;
+	size_t k;
+
+	for (i = 0; i <= CC_SLOTS; i++) {
+		uint64_t n = h->by_cc[i];
+		const char *name = NULL;
+
+		if (!n)
+			continue;
+		for (k = 0; k < sizeof(cc_names) / sizeof(cc_names[0]) && !name; k++)
+			if (cc_names[k].cc == CC_BASE + i)
+				name = cc_names[k].name;
+		if (!name) {
+			if (i == CC_SLOTS)
+				snprintf(code, sizeof(code), "other");
+			else
+				snprintf(code, sizeof(code), "0x%x", CC_BASE + i);
+			name = code;
+		}
+		cb(name, n, arg);
+	}
+}
+
+/* The TPM will do it later: a warning that asks for the command again. */
+static bool rc_busy(TSS2_RC rc)
+{
+	switch (rc_base(rc)) {
+	case TPM2_RC_NV_RATE:
+	case TPM2_RC_RETRY:
+	case TPM2_RC_YIELDED:
+	case TPM2_RC_TESTING:
+	case TPM2_RC_NV_UNAVAILABLE:
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* ---- one function per TPM command ---- */
@@ -570,7 +656,8 @@ static int nv_open(struct host_tpm *h, uint32_t nv_index, ESYS_TR *nv, char *err
 }
 
 /* TPM2_NV_DefineSpace of a counter under owner auth, empty index auth. */
-static int nv_define_counter(struct host_tpm *h, uint32_t nv_index, char *err, size_t errlen)
+static int nv_define_counter(struct host_tpm *h, uint32_t nv_index, unsigned flags, char *err,
+			     size_t errlen)
 {
 	const TPM2B_AUTH auth = {0};
 	TPM2B_NV_PUBLIC pub;
@@ -580,7 +667,8 @@ static int nv_define_counter(struct host_tpm *h, uint32_t nv_index, char *err, s
 	memset(&pub, 0, sizeof(pub));
 	pub.nvPublic.nvIndex = nv_index;
 	pub.nvPublic.nameAlg = TPM2_ALG_SHA256;
-	pub.nvPublic.attributes = COUNTER_ATTRS;
+	pub.nvPublic.attributes =
+	    COUNTER_ATTRS | (flags & HOST_TPM_COUNTER_ORDERLY ? TPMA_NV_ORDERLY : 0);
 	pub.nvPublic.dataSize = COUNTER_DATA_SIZE;
 	rc = Esys_NV_DefineSpace(h->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 				 ESYS_TR_NONE, &auth, &pub, &nv);
@@ -615,8 +703,10 @@ static int nv_increment(struct host_tpm *h, ESYS_TR nv, char *err, size_t errlen
 
 	rc = Esys_NV_Increment(h->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 			       ESYS_TR_NONE);
-	if (rc != TSS2_RC_SUCCESS)
-		return tss_err(err, errlen, "TPM2_NV_Increment", rc);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_err(err, errlen, "TPM2_NV_Increment", rc);
+		return rc_busy(rc) ? HOST_TPM_ERR_BUSY : HOST_TPM_ERR_TPM;
+	}
 	return 0;
 }
 
@@ -632,8 +722,10 @@ static int nv_read_counter(struct host_tpm *h, ESYS_TR nv, uint64_t *value, char
 			  ESYS_TR_NONE, COUNTER_DATA_SIZE, 0, &data);
 	if (rc == TPM2_RC_NV_UNINITIALIZED)
 		return 1;
-	if (rc != TSS2_RC_SUCCESS)
-		return tss_err(err, errlen, "TPM2_NV_Read", rc);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_err(err, errlen, "TPM2_NV_Read", rc);
+		return rc_busy(rc) ? HOST_TPM_ERR_BUSY : HOST_TPM_ERR_TPM;
+	}
 	if (data->size != COUNTER_DATA_SIZE) {
 		set_err(err, errlen, "TPM2_NV_Read: %u bytes, want %u", (unsigned)data->size,
 			COUNTER_DATA_SIZE);
@@ -843,32 +935,19 @@ static int pcr_compare(struct host_tpm *h, const struct sealed *s, uint32_t *dif
 	return HOST_TPM_ERR_PCR;
 }
 
-int host_tpm_seal(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_t mask,
-		  uint8_t **blob, size_t *blob_len, char *err, size_t errlen)
+/* Seal under a PolicyPCR over values (the mask's entries), computed offline: TPM2_Create
+ * does not need the PCRs to hold those values now. */
+static int seal_to(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_t mask,
+		   const uint8_t values[24][32], uint8_t **blob, size_t *blob_len, char *err,
+		   size_t errlen)
 {
-	uint8_t values[HOST_TPM_PCRS][SHA256_LEN];
 	uint8_t policy[SHA256_LEN];
 	ESYS_TR srk = ESYS_TR_NONE, session = ESYS_TR_NONE;
 	TPM2B_PUBLIC *pub = NULL;
 	TPM2B_PRIVATE *priv = NULL;
 	int ret;
 
-	*blob = NULL;
-	*blob_len = 0;
-	if (!secret || len < 1 || len > HOST_TPM_SECRET_MAX) {
-		set_err(err, errlen, "seal: secret of %zu bytes (want 1..%d)", len,
-			HOST_TPM_SECRET_MAX);
-		return HOST_TPM_ERR_ARG;
-	}
-	if (!mask_valid(mask)) {
-		set_err(err, errlen, "seal: bad PCR mask 0x%x (want 1..0x%06x)", mask,
-			HOST_TPM_PCR_MASK);
-		return HOST_TPM_ERR_ARG;
-	}
-	memset(values, 0, sizeof(values));
-	ret = host_tpm_pcr_read(h, mask, values, err, errlen);
-	if (!ret)
-		ret = policy_pcr_digest(mask, values, policy, err, errlen);
+	ret = policy_pcr_digest(mask, values, policy, err, errlen);
 	if (!ret)
 		ret = srk_create(h, &srk, err, errlen);
 	if (!ret)
@@ -885,6 +964,81 @@ int host_tpm_seal(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_
 	context_flush(h, &srk);
 	Esys_Free(pub);
 	Esys_Free(priv);
+	return ret;
+}
+
+static int seal_args_ok(const uint8_t *secret, size_t len, uint32_t mask, char *err, size_t errlen)
+{
+	if (!secret || len < 1 || len > HOST_TPM_SECRET_MAX) {
+		set_err(err, errlen, "seal: secret of %zu bytes (want 1..%d)", len,
+			HOST_TPM_SECRET_MAX);
+		return HOST_TPM_ERR_ARG;
+	}
+	if (!mask_valid(mask)) {
+		set_err(err, errlen, "seal: bad PCR mask 0x%x (want 1..0x%06x)", mask,
+			HOST_TPM_PCR_MASK);
+		return HOST_TPM_ERR_ARG;
+	}
+	return 0;
+}
+
+int host_tpm_seal(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_t mask,
+		  uint8_t **blob, size_t *blob_len, char *err, size_t errlen)
+{
+	uint8_t values[HOST_TPM_PCRS][SHA256_LEN];
+	int ret;
+
+	*blob = NULL;
+	*blob_len = 0;
+	ret = seal_args_ok(secret, len, mask, err, errlen);
+	if (ret)
+		return ret;
+	memset(values, 0, sizeof(values));
+	ret = host_tpm_pcr_read(h, mask, values, err, errlen);
+	if (!ret)
+		ret = seal_to(h, secret, len, mask, values, blob, blob_len, err, errlen);
+	return ret;
+}
+
+int host_tpm_seal_values(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_t mask,
+			 const uint8_t values[24][32], uint8_t **blob, size_t *blob_len, char *err,
+			 size_t errlen)
+{
+	uint8_t v[HOST_TPM_PCRS][SHA256_LEN];
+	unsigned i;
+	int ret;
+
+	*blob = NULL;
+	*blob_len = 0;
+	ret = seal_args_ok(secret, len, mask, err, errlen);
+	if (ret)
+		return ret;
+	/* entries outside the mask are neither read nor recorded */
+	memset(v, 0, sizeof(v));
+	for (i = 0; i < HOST_TPM_PCRS; i++)
+		if (mask & (1u << i))
+			memcpy(v[i], values[i], SHA256_LEN);
+	return seal_to(h, secret, len, mask, v, blob, blob_len, err, errlen);
+}
+
+int host_tpm_blob_pcrs(const uint8_t *blob, size_t blob_len, uint32_t *mask, uint8_t values[24][32],
+		       char *err, size_t errlen)
+{
+	struct sealed *s;
+	int ret;
+
+	*mask = 0;
+	s = malloc(sizeof(*s));
+	if (!s) {
+		set_err(err, errlen, "sealed blob: out of memory");
+		return HOST_TPM_ERR_NOMEM;
+	}
+	ret = blob_parse(blob, blob_len, s, err, errlen);
+	if (!ret) {
+		*mask = s->mask;
+		memcpy(values, s->values, sizeof(s->values));
+	}
+	free(s);
 	return ret;
 }
 
@@ -938,14 +1092,41 @@ int host_tpm_unseal(struct host_tpm *h, const uint8_t *blob, size_t blob_len, ui
 	return ret;
 }
 
-int host_tpm_counter_define(struct host_tpm *h, uint32_t nv_index, char *err, size_t errlen)
+int host_tpm_counter_define(struct host_tpm *h, uint32_t nv_index, unsigned flags, char *err,
+			    size_t errlen)
 {
 	if (nv_index < HOST_TPM_NV_FIRST || nv_index > HOST_TPM_NV_LAST) {
 		set_err(err, errlen, "TPM2_NV_DefineSpace: NV index 0x%08x outside 0x%08x..0x%08x",
 			nv_index, HOST_TPM_NV_FIRST, HOST_TPM_NV_LAST);
 		return HOST_TPM_ERR_ARG;
 	}
-	return nv_define_counter(h, nv_index, err, errlen);
+	return nv_define_counter(h, nv_index, flags, err, errlen);
+}
+
+/* The counter's handle, kept between calls (forgotten when the index is undefined). */
+static int nv_cached(struct host_tpm *h, uint32_t nv_index, ESYS_TR *nv, char *err, size_t errlen)
+{
+	int ret;
+
+	if (h->nv_tr != ESYS_TR_NONE && h->nv_cached == nv_index) {
+		*nv = h->nv_tr;
+		return 0;
+	}
+	if (h->nv_tr != ESYS_TR_NONE)
+		Esys_TR_Close(h->esys, &h->nv_tr);
+	ret = nv_open(h, nv_index, &h->nv_tr, err, errlen);
+	if (ret)
+		return ret;
+	h->nv_cached = nv_index;
+	*nv = h->nv_tr;
+	return 0;
+}
+
+static void nv_forget(struct host_tpm *h)
+{
+	if (h->nv_tr != ESYS_TR_NONE)
+		Esys_TR_Close(h->esys, &h->nv_tr);
+	h->nv_tr = ESYS_TR_NONE;
 }
 
 int host_tpm_counter_undefine(struct host_tpm *h, uint32_t nv_index, char *err, size_t errlen)
@@ -953,6 +1134,8 @@ int host_tpm_counter_undefine(struct host_tpm *h, uint32_t nv_index, char *err, 
 	ESYS_TR nv = ESYS_TR_NONE;
 	int ret;
 
+	if (h->nv_cached == nv_index)
+		nv_forget(h);
 	ret = nv_open(h, nv_index, &nv, err, errlen);
 	if (!ret)
 		ret = nv_undefine(h, &nv, err, errlen);
@@ -967,7 +1150,7 @@ int host_tpm_counter_increment(struct host_tpm *h, uint32_t nv_index, uint64_t *
 	ESYS_TR nv = ESYS_TR_NONE;
 	int ret;
 
-	ret = nv_open(h, nv_index, &nv, err, errlen);
+	ret = nv_cached(h, nv_index, &nv, err, errlen);
 	if (!ret)
 		ret = nv_increment(h, nv, err, errlen);
 	if (!ret && value) {
@@ -980,8 +1163,8 @@ int host_tpm_counter_increment(struct host_tpm *h, uint32_t nv_index, uint64_t *
 			ret = HOST_TPM_ERR_TPM;
 		}
 	}
-	if (nv != ESYS_TR_NONE)
-		Esys_TR_Close(h->esys, &nv);
+	if (ret && ret != HOST_TPM_ERR_BUSY)
+		nv_forget(h); /* the index may be gone or replaced: look it up again next time */
 	return ret;
 }
 
@@ -991,7 +1174,7 @@ int host_tpm_counter_read(struct host_tpm *h, uint32_t nv_index, uint64_t *value
 	ESYS_TR nv = ESYS_TR_NONE;
 	int ret;
 
-	ret = nv_open(h, nv_index, &nv, err, errlen);
+	ret = nv_cached(h, nv_index, &nv, err, errlen);
 	if (!ret)
 		ret = nv_read_counter(h, nv, value, err, errlen);
 	if (ret == 1) {
@@ -1006,8 +1189,69 @@ int host_tpm_counter_read(struct host_tpm *h, uint32_t nv_index, uint64_t *value
 			ret = HOST_TPM_ERR_TPM;
 		}
 	}
-	if (nv != ESYS_TR_NONE)
-		Esys_TR_Close(h->esys, &nv);
+	if (ret && ret != HOST_TPM_ERR_BUSY)
+		nv_forget(h);
+	return ret;
+}
+
+int host_tpm_counter_is_orderly(struct host_tpm *h, uint32_t nv_index, int *orderly, char *err,
+				size_t errlen)
+{
+	TPM2B_NV_PUBLIC *pub = NULL;
+	ESYS_TR nv = ESYS_TR_NONE;
+	TSS2_RC rc;
+	int ret;
+
+	ret = nv_cached(h, nv_index, &nv, err, errlen);
+	if (ret)
+		return ret;
+	rc = Esys_NV_ReadPublic(h->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		nv_forget(h);
+		return tss_err(err, errlen, "TPM2_NV_ReadPublic", rc);
+	}
+	*orderly = (pub->nvPublic.attributes & TPMA_NV_ORDERLY) != 0;
+	Esys_Free(pub);
+	return 0;
+}
+
+int host_tpm_read_clock(struct host_tpm *h, struct host_tpm_clock *c, char *err, size_t errlen)
+{
+	TPMS_TIME_INFO *t = NULL;
+	TSS2_RC rc;
+
+	rc = Esys_ReadClock(h->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &t);
+	if (rc != TSS2_RC_SUCCESS) {
+		tss_err(err, errlen, "TPM2_ReadClock", rc);
+		return rc_busy(rc) ? HOST_TPM_ERR_BUSY : HOST_TPM_ERR_TPM;
+	}
+	c->clock_ms = t->clockInfo.clock;
+	c->reset_count = t->clockInfo.resetCount;
+	c->restart_count = t->clockInfo.restartCount;
+	c->safe = t->clockInfo.safe == TPM2_YES;
+	Esys_Free(t);
+	return 0;
+}
+
+int host_tpm_orderly_count(struct host_tpm *h, uint32_t *count, char *err, size_t errlen)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	TSS2_RC rc;
+	int ret = HOST_TPM_ERR_TPM;
+
+	rc = Esys_GetCapability(h->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				TPM2_CAP_TPM_PROPERTIES, TPM2_PT_ORDERLY_COUNT, 1, &more, &cap);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_err(err, errlen, "TPM2_GetCapability(TPM_PT_ORDERLY_COUNT)", rc);
+	if (cap->data.tpmProperties.count >= 1 &&
+	    cap->data.tpmProperties.tpmProperty[0].property == TPM2_PT_ORDERLY_COUNT) {
+		*count = cap->data.tpmProperties.tpmProperty[0].value;
+		ret = 0;
+	} else {
+		set_err(err, errlen, "TPM2_GetCapability: TPM_PT_ORDERLY_COUNT is not reported");
+	}
+	Esys_Free(cap);
 	return ret;
 }
 

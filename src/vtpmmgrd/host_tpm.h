@@ -30,7 +30,14 @@ enum {
 	HOST_TPM_ERR_NOMEM = -5,  /* allocation failed */
 	HOST_TPM_ERR_ARG = -6,	  /* bad argument (mask, length, index, capacity) */
 	HOST_TPM_ERR_NOENT = -7,  /* counter_*: the NV index is not defined */
+	/* the TPM is busy or protecting itself, and will do it later: TPM_RC_NV_RATE,
+	 * TPM_RC_RETRY, TPM_RC_YIELDED, TPM_RC_TESTING, TPM_RC_NV_UNAVAILABLE. Nothing was
+	 * done; the same command may be sent again after a pause. */
+	HOST_TPM_ERR_BUSY = -8,
 };
+
+/* host_tpm_counter_define flags */
+#define HOST_TPM_COUNTER_ORDERLY 1u /* TPMA_NV_ORDERLY: a hybrid counter (see below) */
 
 #define HOST_TPM_PCRS	    24
 #define HOST_TPM_PCR_MASK   0x00ffffffu
@@ -57,8 +64,29 @@ int host_tpm_open(struct host_tpm **out, const char *tcti, char *err, size_t err
 void host_tpm_close(struct host_tpm *h);
 
 /* TPM commands transmitted through the TCTI so far (counted in a wrapper around the TCTI's
- * transmit, so commands ESYS sends on its own, e.g. NV_ReadPublic, are included). */
+ * transmit, so commands ESYS sends on its own, e.g. NV_ReadPublic, are included). Safe to
+ * call from any thread. */
 uint64_t host_tpm_commands(const struct host_tpm *h);
+/* The same, by command: calls cb(name, count) for each command code sent at least once
+ * ("NV_Increment", or "0x%x" for a code without a name here), in command-code order. */
+void host_tpm_command_counts(const struct host_tpm *h,
+			     void (*cb)(const char *name, uint64_t count, void *arg), void *arg);
+
+/* TPM2_ReadClock: the TPM's reset and restart counts and its "safe" flag (clear after a
+ * shutdown that was not orderly, until the TPM next saves its clock). */
+struct host_tpm_clock {
+	uint64_t clock_ms;
+	uint32_t reset_count;
+	uint32_t restart_count;
+	int safe;
+};
+int host_tpm_read_clock(struct host_tpm *h, struct host_tpm_clock *c, char *err, size_t errlen);
+/* TPM2_GetCapability(TPM_PT_ORDERLY_COUNT): how many increments a hybrid counter may take in
+ * TPM RAM before it is written to NV (MAX_ORDERLY_COUNT, 2^N - 1). */
+int host_tpm_orderly_count(struct host_tpm *h, uint32_t *count, char *err, size_t errlen);
+/* Whether the counter at nv_index is a hybrid (orderly) one. */
+int host_tpm_counter_is_orderly(struct host_tpm *h, uint32_t nv_index, int *orderly, char *err,
+				size_t errlen);
 
 /* Read the SHA-256 PCRs in mask (bit i = PCR i, 0..23) into values[i]; entries outside the
  * mask are left untouched. Several TPM2_PCR_Read calls if needed (at most 8 digests each),
@@ -73,7 +101,21 @@ int host_tpm_pcr_read(struct host_tpm *h, uint32_t mask, uint8_t values[24][32],
 int host_tpm_seal(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_t mask,
 		  uint8_t **blob, size_t *blob_len, char *err, size_t errlen);
 
-/* Unseal a blob from host_tpm_seal into secret (cap bytes; 128 always suffices), length in
+/* The same, to values given by the caller (the expected values of a coming boot: a
+ * predicted reseal) instead of the current ones: values[i] for each PCR i in mask. The
+ * PolicyPCR digest is computed offline; TPM2_Create does not need the PCRs to hold those
+ * values now, so the blob opens only once they do. No PCR is read. */
+int host_tpm_seal_values(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_t mask,
+			 const uint8_t values[24][32], uint8_t **blob, size_t *blob_len, char *err,
+			 size_t errlen);
+
+/* The PCR mask and the values a blob was sealed to (values[i] for each i in *mask; the other
+ * entries untouched), without a TPM command. The blob is untrusted: it is parsed and checked
+ * as host_tpm_unseal does (HOST_TPM_ERR_FORMAT with the reason). */
+int host_tpm_blob_pcrs(const uint8_t *blob, size_t blob_len, uint32_t *mask, uint8_t values[24][32],
+		       char *err, size_t errlen);
+
+/* Unseal a blob from host_tpm_seal(_values) into secret (cap bytes; 128 always suffices), length in
  * *len. The blob is untrusted. First compares the current host PCRs with the sealed values:
  * if any differ returns HOST_TPM_ERR_PCR with their mask in *differ (also on a PCR change
  * racing the unseal). *differ is 0 on every other outcome. The secret comes back encrypted
@@ -81,15 +123,22 @@ int host_tpm_seal(struct host_tpm *h, const uint8_t *secret, size_t len, uint32_
 int host_tpm_unseal(struct host_tpm *h, const uint8_t *blob, size_t blob_len, uint8_t *secret,
 		    size_t cap, size_t *len, uint32_t *differ, char *err, size_t errlen);
 
-/* NV counter (TPM2_NT_COUNTER, OWNERWRITE|OWNERREAD|NO_DA, not ORDERLY, owner auth) at
- * nv_index in HOST_TPM_NV_FIRST..HOST_TPM_NV_LAST.
+/* NV counter (TPM2_NT_COUNTER, OWNERWRITE|OWNERREAD|NO_DA, owner auth) at nv_index in
+ * HOST_TPM_NV_FIRST..HOST_TPM_NV_LAST. With HOST_TPM_COUNTER_ORDERLY it is a hybrid
+ * counter: increments stay in TPM RAM (no NV write, no NV rate limit, no flash wear) and
+ * reach NV once every TPM_PT_ORDERLY_COUNT + 1 increments or at an orderly TPM2_Shutdown;
+ * after a shutdown that was not orderly (power loss) the TPM moves it past every value it
+ * may have had, by up to TPM_PT_ORDERLY_COUNT.
  * define: HOST_TPM_ERR_EXISTS if the index is already defined (whatever its type).
  * undefine, increment, read: HOST_TPM_ERR_NOENT if it is not defined.
- * increment: *value (may be NULL) receives the value after the increment.
+ * increment: *value (may be NULL: then the counter is not read back, one TPM command in
+ *   all) receives the value after the increment. The index's ESYS handle is kept between
+ *   calls (no NV_ReadPublic per increment).
  * read: a counter that was never incremented cannot be read (TPM_RC_NV_UNINITIALIZED);
  *   read then increments it once and returns that first value, so read always yields the
  *   current value and a counter's value is defined from the first read on. */
-int host_tpm_counter_define(struct host_tpm *h, uint32_t nv_index, char *err, size_t errlen);
+int host_tpm_counter_define(struct host_tpm *h, uint32_t nv_index, unsigned flags, char *err,
+			    size_t errlen);
 int host_tpm_counter_undefine(struct host_tpm *h, uint32_t nv_index, char *err, size_t errlen);
 int host_tpm_counter_increment(struct host_tpm *h, uint32_t nv_index, uint64_t *value, char *err,
 			       size_t errlen);

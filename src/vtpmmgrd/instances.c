@@ -83,6 +83,8 @@ int instances_add(struct instances *t, const uint8_t uuid[16], pid_t pid, uid_t 
 	snprintf(in->label, sizeof(in->label), "%s", label);
 	memcpy(in->bin_digest, bin_digest, 32);
 	in->opened = time(NULL);
+	in->start_ticks = 0;
+	in->detached = false;
 	return 0;
 }
 

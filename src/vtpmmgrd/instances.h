@@ -27,6 +27,8 @@ struct instance {
 	char label[LABEL_MAX + 1];
 	uint8_t bin_digest[32];
 	time_t opened;
+	uint64_t start_ticks; /* of the process (peer_start_ticks), for the journal */
+	bool detached;	      /* taken from the journal: its commits wait for MGR_RESUME */
 };
 
 struct instances {

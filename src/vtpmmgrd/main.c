@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,10 +29,12 @@
 #include <openssl/crypto.h>
 
 #include "common/log.h"
+#include "vtpmmgrd/commit_batch.h"
 #include "vtpmmgrd/host_tpm.h"
 #include "vtpmmgrd/manager.h"
 #include "vtpmmgrd/seqpacket.h"
 #include "vtpmmgrd/store.h"
+#include "vtpmmgrd/tpm_worker.h"
 
 #define VTPMMGRD_VERSION "0.1.0"
 /* Every running vtpmd keeps its connection (and the manager a pidfd for it): size for a few
@@ -41,17 +44,19 @@
 
 enum {
 	EXIT_OK = 0,
-	EXIT_START = 1,	   /* usage or start-up error */
-	EXIT_LOCKED = 2,   /* another process holds the store */
-	EXIT_PCR = 3,	   /* host PCRs differ from the sealed state */
-	EXIT_TAMPERED = 4, /* the store was modified outside vtpmmgrd */
-	EXIT_ROLLBACK = 5, /* the store is older than the host NV counter */
+	EXIT_START = 1,	      /* usage or start-up error */
+	EXIT_LOCKED = 2,      /* another process holds the store */
+	EXIT_PCR = 3,	      /* host PCRs differ from the sealed state */
+	EXIT_TAMPERED = 4,    /* the store was modified outside vtpmmgrd */
+	EXIT_ROLLBACK = 5,    /* the store is older than the host NV counter */
+	EXIT_UNDECIDABLE = 6, /* a crash left the newest store undecidable; --after-crash refuse */
 };
 
 struct conn {
 	int fd;
 	enum req_socket kind;
 	struct peer peer;
+	struct cl_conn lim; /* instance connections: what the limits count (conn_limits.h) */
 };
 
 struct server {
@@ -66,8 +71,10 @@ struct server {
 	uint8_t *wbuf;	       /* MGR_MAX_MSG */
 	struct pollfd *pfds;
 	size_t pfds_cap;
-	int ready_fd; /* --daemon: tells the waiting parent the start-up result */
+	int ready_fd;	    /* --daemon: tells the waiting parent the start-up result */
+	int64_t fds_logged; /* cl_now_ms() of the last "out of file descriptors" warning */
 	bool sockets_made;
+	struct commit_batch batch; /* commits of this turn, answered after one store commit */
 };
 
 static void usage(FILE *f)
@@ -96,6 +103,22 @@ static void usage(FILE *f)
 	    ",\n"
 	    "                           mode 0660); root, or members of --admin-group\n"
 	    "  --admin-group NAME       group whose members may use the admin socket\n"
+	    "  --max-conns N            instance connections at most (default 8160);\n"
+	    "                           when full, the oldest connection with no vTPM open,\n"
+	    "                           of the uid with the most such, is dropped for a new one\n"
+	    "  --max-conns-per-pid N    connections of one process (default 64; 0: no cap);\n"
+	    "                           this cap and the next do not apply to root and to\n"
+	    "                           members of --admin-group\n"
+	    "  --max-conns-per-uid N    connections of one uid with no vTPM open (default 128;\n"
+	    "                           0: no cap); those with a vTPM open do not count\n"
+	    "  --idle-timeout S         close a connection with no vTPM open S seconds after\n"
+	    "                           its accept or MGR_CLOSE (default 10; 0: never)\n"
+	    "  --audit-refusals-per-uid N\n"
+	    "                           audit rows of refused requests per uid and interval\n"
+	    "                           (default 10; 0: no limit); one summary row for the rest;\n"
+	    "                           malformed messages close their connection, unaudited\n"
+	    "  --limits-interval S      the window of those counts and of the log summaries\n"
+	    "                           (default 60 seconds)\n"
 	    "  --nv-index INDEX         host TPM NV counter that guards the store against\n"
 	    "                           rollback, defined by host-init (owner range\n"
 	    "                           0x01000000-0x013fffff; default 0x%08x). Once the host\n"
@@ -104,6 +127,13 @@ static void usage(FILE *f)
 	    "                           log to PATH (default stderr); N: 0 errors, 1 warnings,\n"
 	    "                           2 information (default), 3 debug\n"
 	    "  --pid file=PATH          write the process id once ready\n"
+	    "  --after-crash accept|refuse\n"
+	    "                           after a crash the newest store may be undecidable\n"
+	    "                           (vtpmmgrd(8), ROLLBACK GUARD): run with it and report it\n"
+	    "                           (accept, the default), or refuse to start (exit 6)\n"
+	    "  --guard-interval MS      advance the host TPM counter that guards the store at\n"
+	    "                           most every MS milliseconds while it changes (default\n"
+	    "                           1000): the most a crash can leave unguarded\n"
 	    "  -d, --daemon             detach once ready (the parent exits with the start-up\n"
 	    "                           result: 0, or the exit status below)\n"
 	    "  -v, --version            print the version and exit\n"
@@ -116,7 +146,8 @@ static void usage(FILE *f)
 	    "is held by another process; 3 the host PCRs differ from the state the root key was\n"
 	    "sealed to (the message names them); 4 the store was modified outside vtpmmgrd (MAC\n"
 	    "mismatch); 5 the store is older than the host TPM NV counter (rollback), or the\n"
-	    "counter is missing or behind.\n"
+	    "counter is missing or behind; 6 --after-crash refuse, and a crash left it\n"
+	    "undecidable whether the store is the newest (the message says why).\n"
 	    "\n"
 	    "See vtpmmgrd(8).\n",
 	    MGRD_DEFAULT_NV_INDEX);
@@ -242,19 +273,71 @@ static void pcr_list(uint32_t mask, char *out, size_t cap)
 	}
 }
 
-/* Unseal the root key, verify the store, compare with the NV counter. */
-static int start_provisioned(struct mgrd *d, const struct store_host *h)
+/* The rollback guard's verdict at start, for the audit log (and so for the admin). */
+static void audit_guard(struct mgrd *d, const char *prefix, const char *note)
 {
-	uint8_t secret[HOST_TPM_SECRET_MAX], mac[KEYS_KEY_LEN];
-	size_t len = 0;
-	uint32_t differ = 0;
-	uint64_t counter;
-	int64_t offset;
-	char err[1024], pcrs[128];
+	struct store_actor a = {.uid = 0, .pid = (uint32_t)getpid()};
+	char result[STORE_RESULT_MAX + 1];
+
+	snprintf(result, sizeof(result), "%s%s", prefix, note);
+	if (store_audit_append(d->store, &a, "rollback-guard", "host", result) != STORE_OK)
+		log_warnx("audit: %s", store_errmsg(d->store));
+}
+
+/* Unseal the root key: the current sealed copy first; if the host PCRs differ from its
+ * values and there is a predicted copy (vtpmctl host reseal --predict), that one.
+ * *used_next: the predicted copy opened. EXIT_OK or the exit status (logged). */
+static int unseal_root(struct mgrd *d, const struct store_host *h, uint8_t *secret, size_t cap,
+		       size_t *len, bool *used_next)
+{
+	uint32_t differ = 0, differ2 = 0;
+	char err[1024], pcrs[128], pcrs2[128];
 	int rc;
 
-	rc = host_tpm_unseal(d->tpm, h->sealed_root, h->sealed_root_len, secret, sizeof(secret),
-			     &len, &differ, err, sizeof(err));
+	*used_next = false;
+	rc = host_tpm_unseal(d->tpm, h->sealed_root, h->sealed_root_len, secret, cap, len, &differ,
+			     err, sizeof(err));
+	if (rc == HOST_TPM_ERR_PCR && h->sealed_next_len > 0) {
+		pcr_list(differ, pcrs, sizeof(pcrs));
+		rc = host_tpm_unseal(d->tpm, h->sealed_next, h->sealed_next_len, secret, cap, len,
+				     &differ2, err, sizeof(err));
+		if (rc == HOST_TPM_OK) {
+			*used_next = true;
+			log_info("host PCR%s %s differ%s from the current sealed copy of the root "
+				 "key; the predicted copy matches and is used",
+				 (differ & (differ - 1)) ? "s" : "", pcrs,
+				 (differ & (differ - 1)) ? "" : "s");
+			return EXIT_OK;
+		}
+		if (rc == HOST_TPM_ERR_PCR) {
+			pcr_list(differ2, pcrs2, sizeof(pcrs2));
+			log_warnx(
+			    "refusing to start: host PCR%s %s differ%s from the state the root "
+			    "key was sealed to (mask 0x%06x); the predicted copy does not "
+			    "match either: PCR%s %s differ%s from its predicted value%s (mask "
+			    "0x%06x)",
+			    (differ & (differ - 1)) ? "s" : "", pcrs,
+			    (differ & (differ - 1)) ? "" : "s", differ,
+			    (differ2 & (differ2 - 1)) ? "s" : "", pcrs2,
+			    (differ2 & (differ2 - 1)) ? "" : "s",
+			    (differ2 & (differ2 - 1)) ? "s" : "", differ2);
+			return EXIT_PCR;
+		}
+		if (rc == HOST_TPM_ERR_FORMAT) {
+			log_warnx(
+			    "refusing to start: host PCR%s %s differ%s from the current sealed "
+			    "copy, and the predicted copy is malformed (%s): the store was "
+			    "modified outside vtpmmgrd",
+			    (differ & (differ - 1)) ? "s" : "", pcrs,
+			    (differ & (differ - 1)) ? "" : "s", err);
+			return EXIT_TAMPERED;
+		}
+		log_warnx("cannot unseal the root key: host PCR%s %s differ%s from the current "
+			  "sealed copy, and the predicted copy: %s",
+			  (differ & (differ - 1)) ? "s" : "", pcrs,
+			  (differ & (differ - 1)) ? "" : "s", err);
+		return EXIT_START;
+	}
 	if (rc == HOST_TPM_ERR_PCR) {
 		pcr_list(differ, pcrs, sizeof(pcrs));
 		log_warnx("refusing to start: host PCR%s %s differ%s from the state the root key "
@@ -273,6 +356,81 @@ static int start_provisioned(struct mgrd *d, const struct store_host *h)
 		log_warnx("cannot unseal the root key: %s", err);
 		return EXIT_START;
 	}
+	return EXIT_OK;
+}
+
+/* The predicted copy opened the root key (the host was updated as predicted): it becomes
+ * the current copy and the old one is removed, in one audited store transaction. A failure
+ * is logged and changes nothing (the next start uses the predicted copy again). */
+static void promote_predicted(struct mgrd *d, const struct store_host *h)
+{
+	struct store_actor a = {.uid = 0, .pid = (uint32_t)getpid()};
+	uint8_t values[HOST_TPM_PCRS][32];
+	char note[512], err[512], pcrs[128]; /* the store cuts the note to its limit */
+	struct store_host *n;
+	uint32_t mask = 0;
+	int rc;
+
+	if (host_tpm_blob_pcrs(h->sealed_next, h->sealed_next_len, &mask, values, err,
+			       sizeof(err)) != HOST_TPM_OK) {
+		log_warnx("the predicted copy stays as it is: %s", err);
+		return;
+	}
+	n = malloc(sizeof(*n));
+	if (!n) {
+		log_warnx("the predicted copy stays as it is: out of memory");
+		return;
+	}
+	*n = *h;
+	memcpy(n->sealed_root, h->sealed_next, h->sealed_next_len);
+	n->sealed_root_len = h->sealed_next_len;
+	n->pcr_mask = mask;
+	n->sealed_next_len = 0;
+	n->next_created = 0;
+	pcr_list(mask, pcrs, sizeof(pcrs));
+	snprintf(note, sizeof(note),
+		 "ok: the predicted copy (PCRs %s) opened the root key at start: it is now the "
+		 "current copy; the previous copy (PCR mask 0x%06x) is removed",
+		 pcrs, h->pcr_mask);
+	rc = store_begin(d->store);
+	if (rc == STORE_OK)
+		rc = store_host_put(d->store, NULL, n);
+	if (rc == STORE_OK)
+		rc = store_audit_append(d->store, &a, "host-reseal", "host", note);
+	if (rc == STORE_OK)
+		rc = store_commit(d->store);
+	else
+		store_rollback(d->store);
+	if (rc != STORE_OK) {
+		log_warnx("the predicted copy opened the root key but could not be made the "
+			  "current copy (the next start uses it again): %s",
+			  store_errmsg(d->store));
+	} else {
+		d->pcr_mask = mask;
+		rollback_changed(&d->rb, 1);
+		log_info(
+		    "the predicted sealed copy (PCRs %s) is now the current copy; the previous "
+		    "copy is removed",
+		    pcrs);
+	}
+	OPENSSL_cleanse(n, sizeof(*n));
+	free(n);
+}
+
+/* Unseal the root key, verify the store, compare with the NV counter. */
+static int start_provisioned(struct mgrd *d, const struct store_host *h)
+{
+	uint8_t secret[HOST_TPM_SECRET_MAX], mac[KEYS_KEY_LEN];
+	size_t len = 0;
+	uint64_t counter;
+	int64_t offset;
+	char err[1024];
+	bool used_next;
+	int rc;
+
+	rc = unseal_root(d, h, secret, sizeof(secret), &len, &used_next);
+	if (rc != EXIT_OK)
+		return rc;
 	rc = keys_root_secret_decode(secret, len, d->root_key, &offset, err, sizeof(err));
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (rc < 0) {
@@ -297,8 +455,14 @@ static int start_provisioned(struct mgrd *d, const struct store_host *h)
 	if (d->opts.nv_index_given && d->opts.nv_index != h->nv_index)
 		log_warnx("--nv-index 0x%08x ignored: the host was provisioned with 0x%08x",
 			  d->opts.nv_index, h->nv_index);
-	rollback_init(&d->rb, d->tpm, h->nv_index, offset, 0);
-	rc = rollback_start(&d->rb, d->store, err, sizeof(err));
+	rollback_init(&d->rb, d->tpm, h->nv_index, offset);
+	d->rb.interval_ms = d->opts.guard_interval_ms;
+	rc = rollback_start(&d->rb, d->store, d->opts.after_crash_accept, err, sizeof(err));
+	if (rc == RB_ERR_REFUSED) {
+		log_warnx("%s", err);
+		audit_guard(d, "refused: ", err);
+		return EXIT_UNDECIDABLE;
+	}
 	if (rc == RB_ERR_ROLLBACK || rc == RB_ERR_AHEAD || rc == RB_ERR_NOENT) {
 		log_warnx("refusing to start: %s", err);
 		return EXIT_ROLLBACK;
@@ -307,12 +471,20 @@ static int start_provisioned(struct mgrd *d, const struct store_host *h)
 		log_warnx("cannot check the store against the host NV counter: %s", err);
 		return EXIT_START;
 	}
+	if (d->rb.verdict != RB_EXACT) {
+		log_warnx("store rollback guard: %s: %s", rollback_verdict_name(d->rb.verdict),
+			  d->rb.verdict_note);
+		audit_guard(d,
+			    "undecidable, accepted (--after-crash accept): ", d->rb.verdict_note);
+	}
 	d->provisioned = true;
 	d->pcr_mask = h->pcr_mask;
 	d->host_created = h->created;
+	if (used_next)
+		promote_predicted(d, h);
 	log_info("provisioned host: root key unsealed (PCR mask 0x%06x), store counter %" PRIu64
 		 ", NV counter 0x%08x at %" PRIu64,
-		 h->pcr_mask, counter, h->nv_index, d->rb.nv_value);
+		 d->pcr_mask, counter, h->nv_index, d->rb.nv_value);
 	return EXIT_OK;
 }
 
@@ -400,6 +572,7 @@ static int setup_signals(struct server *s)
 
 static void conn_close(struct server *s, size_t i)
 {
+	cl_remove(&s->d.limits, &s->conns[i].lim);
 	s->nconns_kind[s->conns[i].kind == REQ_ADMIN]--;
 	close(s->conns[i].fd);
 	peer_release(&s->conns[i].peer);
@@ -407,25 +580,141 @@ static void conn_close(struct server *s, size_t i)
 	s->nconns--;
 }
 
+/* Root and members of --admin-group: under no per-uid or per-pid cap (conn_limits.h). */
+static bool peer_trusted(const struct server *s, const struct peer *p)
+{
+	char err[256];
+
+	if (p->uid == 0)
+		return true;
+	return s->d.have_admin_gid && peer_in_group(p, s->d.admin_gid, err, sizeof(err)) == 1;
+}
+
+static const struct cl_conn *conn_lim(void *arg, size_t i)
+{
+	const struct server *s = arg;
+
+	return s->conns[i].kind == REQ_INSTANCE ? &s->conns[i].lim : NULL;
+}
+
+/* A refused instance connection: logged in full once per uid and window, then counted. */
+static void refuse_log(struct server *s, const struct peer *p, int64_t now, const char *why)
+{
+	if (cl_note(&s->d.limits, p->uid, CL_EV_REFUSED_CONN, now))
+		log_info("instance socket: connection of pid %ld (uid %lu) refused: %s (more "
+			 "refusals of uid %lu are counted and reported within %u s)",
+			 (long)p->pid, (unsigned long)p->uid, why, (unsigned long)p->uid,
+			 cl_cfg(&s->d.limits)->interval_ms / 1000);
+	else
+		log_debug("instance socket: connection of pid %ld (uid %lu) refused: %s",
+			  (long)p->pid, (unsigned long)p->uid, why);
+}
+
+/* Admit c on the instance socket: the per-pid and per-uid caps, then a place in the table
+ * (dropping the oldest unopened connection of the uid with the most). 0, or -1 (refused and
+ * logged). */
+static int admit_instance(struct server *s, struct conn *c)
+{
+	const struct cl_config *cfg = cl_cfg(&s->d.limits);
+	int64_t now = cl_now_ms();
+	char why[256];
+	long victim;
+
+	c->lim = (struct cl_conn){
+	    .uid = c->peer.uid, .pid = c->peer.pid, .since_ms = now, .trusted = c->peer.trusted};
+	switch (cl_admit(&s->d.limits, &c->lim)) {
+	case CL_REFUSE_PID:
+		snprintf(why, sizeof(why), "the process holds %u connections (--max-conns-per-pid)",
+			 cfg->max_per_pid);
+		refuse_log(s, &c->peer, now, why);
+		return -1;
+	case CL_REFUSE_UID:
+		snprintf(why, sizeof(why),
+			 "the uid holds %u connections with no vTPM open (--max-conns-per-uid)",
+			 cfg->max_per_uid);
+		refuse_log(s, &c->peer, now, why);
+		return -1;
+	case CL_ADMIT:
+		break;
+	}
+	if (s->nconns_kind[0] >= cfg->max_conns) {
+		victim = cl_pick_victim(&s->d.limits, c->peer.trusted, s->nconns, conn_lim, s);
+		if (victim < 0) {
+			snprintf(why, sizeof(why),
+				 "%zu instance connections are open and none may be dropped",
+				 s->nconns_kind[0]);
+			refuse_log(s, &c->peer, now, why);
+			return -1;
+		}
+		if (cl_note(&s->d.limits, s->conns[victim].peer.uid, CL_EV_DROPPED, now))
+			log_info(
+			    "instance socket: %zu connections are open: the oldest with no vTPM "
+			    "open (pid %ld, uid %lu) is dropped for a new one (more of uid "
+			    "%lu are counted and reported within %u s)",
+			    s->nconns_kind[0], (long)s->conns[victim].peer.pid,
+			    (unsigned long)s->conns[victim].peer.uid,
+			    (unsigned long)s->conns[victim].peer.uid, cfg->interval_ms / 1000);
+		conn_close(s, (size_t)victim);
+	}
+	if (cl_add(&s->d.limits, &c->lim) < 0) {
+		refuse_log(s, &c->peer, now, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * accept() failed for want of descriptors: drop the oldest connection with no vTPM open, of
+ * the untrusted uid with the most such (as for a full table), so the next accept gets its
+ * two descriptors. Whether one was dropped; the shortage is logged once per interval.
+ */
+static bool fds_exhausted(struct server *s)
+{
+	const struct cl_config *cfg = cl_cfg(&s->d.limits);
+	int64_t now = cl_now_ms();
+	long victim = cl_pick_victim(&s->d.limits, false, s->nconns, conn_lim, s);
+
+	if (now - s->fds_logged >= (int64_t)cfg->interval_ms || s->fds_logged == 0) {
+		s->fds_logged = now;
+		log_warnx(
+		    "accept: out of file descriptors with %zu instance connections open (each "
+		    "costs two: raise RLIMIT_NOFILE or lower --max-conns)%s",
+		    s->nconns_kind[0],
+		    victim >= 0 ? ": dropping connections with no vTPM open" : "");
+	}
+	if (victim < 0)
+		return false;
+	cl_note(&s->d.limits, s->conns[victim].peer.uid, CL_EV_DROPPED, now);
+	conn_close(s, (size_t)victim);
+	return true;
+}
+
 static void accept_one(struct server *s, enum req_socket kind)
 {
 	int lfd = s->listen_fd[kind == REQ_ADMIN ? 1 : 0];
 	struct timespec now;
-	struct conn *c;
+	struct conn c;
+	int64_t boot_ns;
 	char err[256];
-	int fd;
+	int fd, rc;
 
+	if (!s->d.limits.cfg) {
+		cl_init(&s->d.limits, &s->d.opts.limits);
+		s->d.digests.charge = cl_hash_hook;
+		s->d.digests.charge_arg = &s->d.limits;
+	}
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE) && fds_exhausted(s))
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED && errno != EMFILE &&
+		    errno != ENFILE)
 			log_warn("accept");
 		return;
 	}
-	if (s->nconns_kind[kind == REQ_ADMIN] ==
-	    (kind == REQ_ADMIN ? MAX_ADMIN_CONNS : MAX_CONNS - MAX_ADMIN_CONNS)) {
-		log_warnx("%s socket: %zu connections are open: refusing another",
-			  kind == REQ_ADMIN ? "admin" : "instance",
-			  s->nconns_kind[kind == REQ_ADMIN]);
+	if (kind == REQ_ADMIN && s->nconns_kind[1] == MAX_ADMIN_CONNS) {
+		log_warnx("admin socket: %zu connections are open: refusing another",
+			  s->nconns_kind[1]);
 		close(fd);
 		return;
 	}
@@ -441,22 +730,74 @@ static void accept_one(struct server *s, enum req_socket kind)
 		s->conns_cap = cap;
 	}
 	clock_gettime(CLOCK_BOOTTIME, &now);
-	c = &s->conns[s->nconns];
-	if (peer_identify(fd, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, &c->peer, err,
-			  sizeof(err)) < 0) {
-		log_info("%s socket: connection refused: %s",
-			 kind == REQ_ADMIN ? "admin" : "instance", err);
+	memset(&c, 0, sizeof(c));
+	boot_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	rc = peer_identify(fd, boot_ns, &c.peer, err, sizeof(err));
+	if (rc < 0 && (errno == EMFILE || errno == ENFILE) && fds_exhausted(s))
+		rc = peer_identify(fd, boot_ns, &c.peer, err, sizeof(err)); /* the pidfd */
+	if (rc < 0) {
+		if (kind == REQ_ADMIN || c.peer.pid == 0)
+			log_info("%s socket: connection refused: %s",
+				 kind == REQ_ADMIN ? "admin" : "instance", err);
+		else
+			refuse_log(s, &c.peer, cl_now_ms(), err);
 		close(fd);
 		return;
 	}
-	c->fd = fd;
-	c->kind = kind;
-	s->nconns++;
+	c.fd = fd;
+	c.kind = kind;
+	c.peer.trusted = peer_trusted(s, &c.peer);
+	if (kind == REQ_INSTANCE && admit_instance(s, &c) < 0) {
+		peer_release(&c.peer);
+		close(fd);
+		return;
+	}
+	s->conns[s->nconns++] = c;
 	s->nconns_kind[kind == REQ_ADMIN]++;
-	log_debug("%s socket: connection from pid %ld uid %lu%s%s",
-		  kind == REQ_ADMIN ? "admin" : "instance", (long)c->peer.pid,
-		  (unsigned long)c->peer.uid, c->peer.has_label ? " label " : "",
-		  c->peer.has_label ? c->peer.label : "");
+	log_debug("%s socket: connection from pid %ld uid %lu%s%s%s",
+		  kind == REQ_ADMIN ? "admin" : "instance", (long)c.peer.pid,
+		  (unsigned long)c.peer.uid, c.peer.trusted ? " (trusted)" : "",
+		  c.peer.has_label ? " label " : "", c.peer.has_label ? c.peer.label : "");
+}
+
+/*
+ * Close the instance connections with no vTPM open for --idle-timeout, and the windows
+ * of the limits that ended (their summaries). Returns the poll timeout: ms until the next of
+ * either, or -1.
+ */
+static int conns_tick(struct server *s)
+{
+	int64_t now = cl_now_ms(), next = mgrd_limits_tick(&s->d, now), left;
+	size_t i;
+
+	for (i = s->nconns; i-- > 0;) {
+		const struct conn *c = &s->conns[i];
+
+		if (c->kind != REQ_INSTANCE)
+			continue;
+		left = cl_idle_left(&s->d.limits, &c->lim, now);
+		if (left < 0)
+			continue;
+		if (left > 0) {
+			if (next < 0 || left < next)
+				next = left;
+			continue;
+		}
+		if (cl_note(&s->d.limits, c->peer.uid, CL_EV_IDLE, now))
+			log_info(
+			    "instance socket: pid %ld (uid %lu) had no vTPM open for %u s: "
+			    "connection closed (more of uid %lu are counted and reported within "
+			    "%u s)",
+			    (long)c->peer.pid, (unsigned long)c->peer.uid,
+			    cl_cfg(&s->d.limits)->idle_timeout_ms / 1000,
+			    (unsigned long)c->peer.uid, cl_cfg(&s->d.limits)->interval_ms / 1000);
+		else
+			log_debug("instance socket: pid %ld (uid %lu) had no vTPM open in time: "
+				  "connection closed",
+				  (long)c->peer.pid, (unsigned long)c->peer.uid);
+		conn_close(s, i);
+	}
+	return next < 0 ? -1 : next > INT_MAX ? INT_MAX : (int)next;
 }
 
 /* Serve one datagram on connection i; -1: close it. */
@@ -474,15 +815,94 @@ static int serve(struct server *s, size_t i)
 		return errno == EAGAIN ? 0 : -1;
 	if (n == 0)
 		return -1;
+	if (c->kind == REQ_INSTANCE &&
+	    batch_take(&s->batch, c->fd, s->rbuf, (size_t)n, truncated, who.sender_pid))
+		return 0; /* answered with the other commits of this turn (batch_flush) */
+	/* an admin request may use the host TPM: not while the TPM thread does */
+	if (c->kind == REQ_ADMIN)
+		tpm_worker_lock(s->d.worker);
 	len = mgrd_process(&s->d, c->kind, &who, s->rbuf, truncated ? MGR_MAX_MSG : (size_t)n,
 			   truncated, s->wbuf);
+	if (c->kind == REQ_ADMIN)
+		tpm_worker_unlock(s->d.worker);
 	if (len == 0)
 		return -1;
+	if (c->kind == REQ_INSTANCE && s->d.last.status == MGR_OK) {
+		if (s->d.last.type == MGR_CLOSE)
+			cl_unopened(&s->d.limits, &c->lim, cl_now_ms());
+		else if (s->d.last.type != MGR_COMMIT)
+			cl_opened(&s->d.limits, &c->lim); /* open, resume: never idle */
+	}
 	rc = seqpacket_send(c->fd, s->wbuf, len);
 	OPENSSL_cleanse(s->wbuf, len); /* an open's response holds a state key */
 	if (rc < 0)
 		log_info("cannot answer pid %ld: %s", (long)c->peer.pid, strerror(errno));
-	return rc;
+	return s->d.last.close ? -1 : rc; /* malformed: answered, then closed */
+}
+
+static size_t conn_index(const struct server *s, int fd)
+{
+	size_t i;
+
+	for (i = 0; i < s->nconns; i++)
+		if (s->conns[i].fd == fd)
+			return i;
+	return SIZE_MAX;
+}
+
+/* Apply the commits held this turn in one store transaction, then answer them (group
+ * commit, commit_batch.h): durable before answered, one fsync for all. */
+static void batch_flush(struct server *s)
+{
+	struct commit_batch *b = &s->batch;
+	struct mgrd *d = &s->d;
+	char why[MGR_MAX_TEXT - 64];
+	bool txn;
+	size_t k, i;
+	int rc;
+
+	if (!b->n)
+		return;
+	txn = d->provisioned && store_begin(d->store) == STORE_OK;
+	for (k = 0; k < b->n; k++) {
+		struct batch_item *it = &b->v[k];
+		struct requester who = {.sender_pid = it->sender};
+		size_t len;
+
+		i = conn_index(s, it->fd);
+		if (i == SIZE_MAX)
+			continue; /* closed meanwhile: nobody to answer */
+		who.peer = &s->conns[i].peer;
+		len = mgrd_process(d, REQ_INSTANCE, &who, it->in, it->inlen, false, s->wbuf);
+		it->status = d->last.status;
+		it->close = d->last.close || len == 0;
+		if (len > sizeof(it->out)) {
+			batch_retry(it, "the answer does not fit");
+		} else {
+			memcpy(it->out, s->wbuf, len);
+			it->outlen = len;
+		}
+		OPENSSL_cleanse(s->wbuf, len);
+	}
+	if (txn && (rc = store_commit(d->store)) != STORE_OK) {
+		snprintf(why, sizeof(why), "the store cannot be written now: %s",
+			 store_errmsg(d->store));
+		log_warnx("%zu commit(s) not recorded: %s", b->n, why);
+		for (k = 0; k < b->n; k++)
+			if (b->v[k].status == MGR_OK)
+				batch_retry(&b->v[k], why);
+	}
+	for (k = 0; k < b->n; k++) {
+		struct batch_item *it = &b->v[k];
+
+		i = conn_index(s, it->fd);
+		if (i == SIZE_MAX)
+			continue;
+		if ((it->outlen && seqpacket_send(it->fd, it->out, it->outlen) < 0) || it->close ||
+		    !it->outlen)
+			conn_close(s, i);
+	}
+	batch_clear(b);
 }
 
 static int grow_pfds(struct server *s, size_t n)
@@ -499,13 +919,49 @@ static int grow_pfds(struct server *s, size_t n)
 	return 0;
 }
 
-enum { P_SIG, P_INST, P_ADMIN, P_FIXED };
+enum { P_SIG, P_INST, P_ADMIN, P_WORKER, P_FIXED };
+
+/* Every store change (commit, admin change, audit row) is one the counter must cover. */
+static void guard_track(struct mgrd *d)
+{
+	uint64_t c;
+	int64_t a;
+
+	if (!d->provisioned || store_counter(d->store, &c) != STORE_OK ||
+	    store_audit_last_id(d->store, &a) != STORE_OK)
+		return;
+	/* audit rows do not bump the store's counter: their ids count them */
+	if (a != d->seen_audit) {
+		if (d->seen_audit)
+			rollback_changed(&d->rb, (uint64_t)(a - d->seen_audit));
+		d->seen_audit = a;
+	}
+	if (!d->seen_counter) {
+		d->seen_counter = c; /* the first look: a baseline, not a change */
+		return;
+	}
+	/* the guard's own write is a change too, but one it covers already */
+	if (c != d->seen_counter && c != d->rb.guard_counter)
+		rollback_changed(&d->rb, c > d->seen_counter ? c - d->seen_counter : 1);
+	d->seen_counter = c;
+}
+
+static int min_timeout(int a, int b)
+{
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
 
 static int run(struct server *s)
 {
 	struct mgrd *d = &s->d;
 
 	for (;;) {
+		int timeout = conns_tick(s); /* before the table is read: it closes idle ones */
+
+		if (d->provisioned) {
+			rollback_tick(&d->rb, d->store, d->worker);
+			timeout = min_timeout(timeout, rollback_timeout_ms(&d->rb));
+		}
 		size_t n = P_FIXED + s->nconns + d->inst.n + d->labels.n, i, k;
 		size_t conn0 = P_FIXED, pid0 = P_FIXED + s->nconns, nconns = s->nconns;
 		bool reap = false;
@@ -517,6 +973,8 @@ static int run(struct server *s)
 		s->pfds[P_SIG] = (struct pollfd){.fd = s->sig_fd, .events = POLLIN};
 		s->pfds[P_INST] = (struct pollfd){.fd = s->listen_fd[0], .events = POLLIN};
 		s->pfds[P_ADMIN] = (struct pollfd){.fd = s->listen_fd[1], .events = POLLIN};
+		s->pfds[P_WORKER] =
+		    (struct pollfd){.fd = tpm_worker_fd(d->worker), .events = POLLIN};
 		for (i = 0; i < s->nconns; i++)
 			s->pfds[conn0 + i] =
 			    (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
@@ -524,7 +982,7 @@ static int run(struct server *s)
 			s->pfds[k] = (struct pollfd){.fd = d->inst.v[i].pidfd, .events = POLLIN};
 		for (i = 0; i < d->labels.n; i++, k++)
 			s->pfds[k] = (struct pollfd){.fd = d->labels.v[i].pidfd, .events = POLLIN};
-		if (poll(s->pfds, n, -1) < 0) {
+		if (poll(s->pfds, n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_warn("poll");
@@ -536,6 +994,13 @@ static int run(struct server *s)
 				log_info("signal %u: shutting down", si.ssi_signo);
 				return EXIT_OK;
 			}
+		}
+		if (s->pfds[P_WORKER].revents) {
+			struct tpm_advance_result res;
+
+			if (tpm_worker_collect(d->worker, &res))
+				rollback_collect(&d->rb, d->store, &res);
+			OPENSSL_cleanse(&res, sizeof(res));
 		}
 		for (k = pid0; k < n; k++)
 			reap |= s->pfds[k].revents != 0;
@@ -554,11 +1019,36 @@ static int run(struct server *s)
 			if ((ev & POLLIN) ? serve(s, i) < 0 : true)
 				conn_close(s, i);
 		}
+		batch_flush(s);
 		if (s->pfds[P_INST].revents)
 			accept_one(s, REQ_INSTANCE);
 		if (s->pfds[P_ADMIN].revents)
 			accept_one(s, REQ_ADMIN);
+		guard_track(d);
 	}
+}
+
+/*
+ * A clean stop: nothing is served any more, so every answered change is in the store; one
+ * last counter advance, and the guard says "clean" (rollback.h). If the TPM cannot do it
+ * now, the next start reports a crash window instead.
+ */
+static void stop_clean(struct mgrd *d)
+{
+	char err[1024];
+
+	tpm_worker_stop(d->worker);
+	d->worker = NULL;
+	if (!d->provisioned)
+		return;
+	if (rollback_finish(&d->rb, d->store, 5000, err, sizeof(err)) != RB_OK)
+		log_warnx("stopping without the clean record (the next start reports a crash "
+			  "window): %s",
+			  err);
+	else
+		log_info("stopped cleanly: store guard epoch %" PRIu64 ", NV counter 0x%08x at "
+			 "%" PRIu64,
+			 d->rb.epoch, d->rb.nv_index, d->rb.nv_value);
 }
 
 /* Each instance costs the manager two descriptors (its connection and its pidfd): lift the
@@ -577,6 +1067,7 @@ static void raise_fd_limit(void)
 static int start(struct server *s)
 {
 	struct mgrd *d = &s->d;
+	char err[512];
 	int rc;
 
 	umask(077);
@@ -609,6 +1100,14 @@ static int start(struct server *s)
 	rc = open_store_and_tpm(d);
 	if (rc != EXIT_OK)
 		return rc;
+	if (tpm_worker_start(&d->worker, d->tpm, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return EXIT_START;
+	}
+	if (instances_journal_open(d, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return EXIT_START;
+	}
 	if (open_sockets(s) < 0 || setup_signals(s) < 0)
 		return EXIT_START;
 	if (write_pid(d->opts.pid_file) < 0)
@@ -623,6 +1122,9 @@ static void cleanup(struct server *s)
 {
 	struct mgrd *d = &s->d;
 
+	tpm_worker_stop(d->worker);
+	d->worker = NULL;
+	instances_journal_close(d);
 	while (s->nconns > 0)
 		conn_close(s, s->nconns - 1);
 	free(s->conns);
@@ -638,6 +1140,7 @@ static void cleanup(struct server *s)
 	if (s->sig_fd >= 0)
 		close(s->sig_fd);
 	instances_free(&d->inst);
+	cl_free(&d->limits);
 	labels_free(&d->labels);
 	store_close(d->store);
 	host_tpm_close(d->tpm);
@@ -673,10 +1176,13 @@ int main(int argc, char **argv)
 	if (setup_log(&s.d.opts) < 0)
 		return EXIT_START;
 	rc = start(&s);
-	if (rc == EXIT_OK)
+	if (rc == EXIT_OK) {
 		rc = run(&s);
-	else
+		if (rc == EXIT_OK)
+			stop_clean(&s.d);
+	} else {
 		daemon_ready(&s, rc);
+	}
 	cleanup(&s);
 	return rc;
 }

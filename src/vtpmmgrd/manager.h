@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "common/mgr_proto.h"
+#include "vtpmmgrd/conn_limits.h"
 #include "vtpmmgrd/instances.h"
 #include "vtpmmgrd/keys.h"
 #include "vtpmmgrd/labels.h"
@@ -22,7 +23,23 @@
 #include "vtpmmgrd/rollback.h"
 
 struct host_tpm;
+struct journal;
 struct store;
+struct tpm_worker;
+
+/* An MGR_OPEN whose identity was checked, waiting for its MGR_OPEN_CONFIRM (instance.c). */
+#define PENDING_OPENS_MAX 64
+#define PENDING_OPEN_MS	  10000
+struct pending_open {
+	bool used;
+	uint8_t uuid[16];
+	pid_t pid;
+	struct peer_exe_id exe; /* what the process ran when it asked */
+	uint8_t bin[32];
+	char label[LABEL_MAX + 1];
+	uint8_t nonce[32];
+	int64_t deadline_ms; /* CLOCK_MONOTONIC */
+};
 
 struct mgrd {
 	struct mgrd_opts opts;
@@ -32,13 +49,27 @@ struct mgrd {
 	uint8_t root_key[KEYS_KEY_LEN]; /* valid while provisioned; memory is locked */
 	uint32_t pcr_mask;
 	int64_t host_created;
-	struct rollback rb; /* rb.nv_index: the index in use (provisioned) */
+	struct rollback rb;	     /* rb.nv_index: the index in use (provisioned) */
+	struct tpm_worker *worker;   /* the host TPM thread (the guard's advances) */
+	uint64_t seen_counter;	     /* the store's change counter, as last seen */
+	int64_t seen_audit;	     /* the newest audit row's id, as last seen */
+	struct journal *journal;     /* who holds which vTPM, across restarts */
+	struct peer_digests digests; /* binary digests, one per executable file */
+	struct pending_open pending[PENDING_OPENS_MAX];
 	struct labels labels;
 	struct instances inst;
 	bool have_admin_gid;
 	gid_t admin_gid;
-	struct mgr_msg *msg;	 /* scratch: the request being parsed */
-	struct mgr_request *req; /* scratch: the request decoded */
+	struct mgr_msg *msg;	   /* scratch: the request being parsed */
+	struct mgr_request *req;   /* scratch: the request decoded */
+	struct conn_limits limits; /* per-uid/per-pid bounds (conn_limits.h; zeroed: defaults) */
+	/* how the last mgrd_process ended, for the event loop: status of the answer, and
+	 * close: the message was malformed, the connection is to be closed after the answer */
+	struct {
+		uint16_t type; /* of the request, 0 if it had none */
+		uint32_t status;
+		bool close;
+	} last;
 };
 
 /* Who sent a request: the connection's pinned peer and, per message, the pid the kernel
@@ -56,6 +87,7 @@ struct mgr_reply {
 	char msg[REPLY_MSG_MAX]; /* why, when status != MGR_OK */
 	bool audited;		 /* the store wrote this request's audit row already */
 	bool no_audit;		 /* a successful request that is not audited (commit) */
+	const char *action;	 /* the audit row's action, when not the request's name */
 	char subject[STORE_SUBJECT_MAX + 1];
 	char note[STORE_RESULT_MAX + 1]; /* detail of a success for the audit row */
 };
@@ -81,6 +113,10 @@ void instance_handle(struct mgrd *d, const struct requester *who, const struct m
 		     struct mgr_reply *r);
 /* Audit the exit of an instance (instances_reap callback; arg is the struct mgrd). */
 void instance_exited(const struct instance *in, void *arg);
+/* The instance journal (instance_journal.h): opened at start, taking back the live
+ * instances of the manager before; closed at exit. */
+int instances_journal_open(struct mgrd *d, char *err, size_t errlen);
+void instances_journal_close(struct mgrd *d);
 
 /*
  * Process one datagram received on a socket of kind (dispatch.c): parse, decode, check the
@@ -90,6 +126,11 @@ void instance_exited(const struct instance *in, void *arg);
  */
 size_t mgrd_process(struct mgrd *d, enum req_socket kind, const struct requester *who,
 		    const uint8_t *in, size_t inlen, bool truncated, uint8_t *out);
+
+/* Close the per-uid windows of the connection limits that ended: log their summaries and
+ * write the summary audit rows of suppressed refusals (dispatch.c). Returns the ms until the
+ * next window closes, or -1. */
+int64_t mgrd_limits_tick(struct mgrd *d, int64_t now_ms);
 
 /* Before and after a store change (rollback.h). Return MGR_OK or set a failure in r. */
 uint32_t mgrd_write_begin(struct mgrd *d, struct mgr_reply *r);

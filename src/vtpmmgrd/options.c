@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "vtpmmgrd/host_tpm.h"
+#include "vtpmmgrd/rollback.h"
 
 enum {
 	OPT_TCTI = 256,
@@ -18,6 +19,14 @@ enum {
 	OPT_NV_INDEX,
 	OPT_LOG,
 	OPT_PID,
+	OPT_AFTER_CRASH,
+	OPT_GUARD_INTERVAL,
+	OPT_MAX_CONNS,
+	OPT_MAX_PER_PID,
+	OPT_MAX_PER_UID,
+	OPT_IDLE_TIMEOUT,
+	OPT_AUDIT_REFUSALS,
+	OPT_LIMITS_INTERVAL,
 };
 
 static const struct option longopts[] = {
@@ -29,6 +38,14 @@ static const struct option longopts[] = {
     {"nv-index", required_argument, NULL, OPT_NV_INDEX},
     {"log", required_argument, NULL, OPT_LOG},
     {"pid", required_argument, NULL, OPT_PID},
+    {"after-crash", required_argument, NULL, OPT_AFTER_CRASH},
+    {"guard-interval", required_argument, NULL, OPT_GUARD_INTERVAL},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-conns-per-pid", required_argument, NULL, OPT_MAX_PER_PID},
+    {"max-conns-per-uid", required_argument, NULL, OPT_MAX_PER_UID},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"audit-refusals-per-uid", required_argument, NULL, OPT_AUDIT_REFUSALS},
+    {"limits-interval", required_argument, NULL, OPT_LIMITS_INTERVAL},
     {"daemon", no_argument, NULL, 'd'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'v'},
@@ -95,6 +112,20 @@ static int parse_log(char *arg, struct mgrd_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
+/* A number option of the connection limits: 0..max (min..max when min > 0). */
+static int parse_limit(const char *opt, const char *v, uint32_t min, uint32_t max, unsigned *out,
+		       char *err, size_t errlen)
+{
+	uint32_t n;
+
+	if (parse_u32(v, &n) < 0 || n < min || n > max) {
+		snprintf(err, errlen, "%s '%s': expected a number from %u to %u", opt, v, min, max);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
 static int nonempty(const char *opt, const char *v, char *err, size_t errlen)
 {
 	if (*v)
@@ -114,6 +145,9 @@ int mgrd_parse_args(int argc, char **argv, struct mgrd_opts *o, char *err, size_
 	o->admin_socket = MGRD_DEFAULT_ADMIN_SOCKET;
 	o->nv_index = MGRD_DEFAULT_NV_INDEX;
 	o->log_level = LOG_LVL_INFO;
+	o->after_crash_accept = true;
+	o->guard_interval_ms = RB_INTERVAL_MS_DEFAULT;
+	cl_config_default(&o->limits);
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":dhv", longopts, NULL)) != -1) {
@@ -160,6 +194,27 @@ int mgrd_parse_args(int argc, char **argv, struct mgrd_opts *o, char *err, size_
 			if (parse_log(optarg, o, err, errlen) < 0)
 				return -1;
 			break;
+		case OPT_AFTER_CRASH:
+			if (strcmp(optarg, "accept") == 0) {
+				o->after_crash_accept = true;
+			} else if (strcmp(optarg, "refuse") == 0) {
+				o->after_crash_accept = false;
+			} else {
+				snprintf(err, errlen,
+					 "--after-crash '%s': expected accept or refuse", optarg);
+				return -1;
+			}
+			break;
+		case OPT_GUARD_INTERVAL:
+			if (parse_u32(optarg, &o->guard_interval_ms) < 0 ||
+			    o->guard_interval_ms < 10 || o->guard_interval_ms > 3600000) {
+				snprintf(err, errlen,
+					 "--guard-interval '%s': milliseconds between counter "
+					 "advances, 10..3600000",
+					 optarg);
+				return -1;
+			}
+			break;
 		case OPT_PID:
 			if (strncmp(optarg, "file=", 5) != 0 || !optarg[5]) {
 				snprintf(err, errlen, "--pid '%s': expected file=PATH", optarg);
@@ -167,6 +222,42 @@ int mgrd_parse_args(int argc, char **argv, struct mgrd_opts *o, char *err, size_
 			}
 			o->pid_file = optarg + 5;
 			break;
+		case OPT_MAX_CONNS:
+			if (parse_limit("--max-conns", optarg, 1, CL_MAX_MAX_CONNS,
+					&o->limits.max_conns, err, errlen) < 0)
+				return -1;
+			break;
+		case OPT_MAX_PER_PID:
+			if (parse_limit("--max-conns-per-pid", optarg, 0, 65536,
+					&o->limits.max_per_pid, err, errlen) < 0)
+				return -1;
+			break;
+		case OPT_MAX_PER_UID:
+			if (parse_limit("--max-conns-per-uid", optarg, 0, 65536,
+					&o->limits.max_per_uid, err, errlen) < 0)
+				return -1;
+			break;
+		case OPT_IDLE_TIMEOUT: {
+			unsigned s;
+
+			if (parse_limit("--idle-timeout", optarg, 0, 86400, &s, err, errlen) < 0)
+				return -1;
+			o->limits.idle_timeout_ms = s * 1000u;
+			break;
+		}
+		case OPT_AUDIT_REFUSALS:
+			if (parse_limit("--audit-refusals-per-uid", optarg, 0, 1000000,
+					&o->limits.audit_refusals, err, errlen) < 0)
+				return -1;
+			break;
+		case OPT_LIMITS_INTERVAL: {
+			unsigned s;
+
+			if (parse_limit("--limits-interval", optarg, 1, 86400, &s, err, errlen) < 0)
+				return -1;
+			o->limits.interval_ms = s * 1000u;
+			break;
+		}
 		case 'd':
 			o->daemon = true;
 			break;

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vtpmmgrd/conn_limits.h"
+
 #define MGRD_DEFAULT_TCTI	     "device:/dev/tpmrm0"
 #define MGRD_DEFAULT_STORE	     "/var/lib/vtpm/vtpmmgrd.db"
 #define MGRD_DEFAULT_INSTANCE_SOCKET "/run/vtpm/instance.sock"
@@ -29,6 +31,13 @@ struct mgrd_opts {
 	const char *log_file; /* NULL: stderr */
 	int log_level;	      /* LOG_LVL_* (0 errors .. 3 debug) */
 	const char *pid_file;
+	/* --after-crash accept|refuse: run with a store whose newest state a crash left
+	 * undecidable (rollback.h), reporting it, or refuse to start */
+	bool after_crash_accept;
+	uint32_t guard_interval_ms; /* --guard-interval: counter advances at most this often */
+	/* --max-conns, --max-conns-per-pid, --max-conns-per-uid, --idle-timeout,
+	 * --audit-refusals-per-uid, --limits-interval (conn_limits.h) */
+	struct cl_config limits;
 	bool daemon;
 	bool help;
 	bool version;

@@ -9,9 +9,11 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "common/cursor.h"
@@ -29,7 +31,7 @@ bool peer_alive(int pidfd)
 }
 
 /* The process start time in clock ticks since boot (field 22 of /proc/PID/stat). */
-static int start_ticks(pid_t pid, uint64_t *ticks)
+int peer_start_ticks(pid_t pid, uint64_t *ticks)
 {
 	char path[64], buf[1024];
 	const char *p;
@@ -79,7 +81,7 @@ static int pin_by_pid(struct peer *p, int64_t accept_boot_ns, char *err, size_t 
 			 strerror(errno));
 		return -1;
 	}
-	if (hz <= 0 || start_ticks(p->pid, &ticks) < 0) {
+	if (hz <= 0 || peer_start_ticks(p->pid, &ticks) < 0) {
 		snprintf(err, errlen, "peer pid %ld: cannot read its start time", (long)p->pid);
 		return -1;
 	}
@@ -164,6 +166,7 @@ int peer_identify(int fd, int64_t accept_boot_ns, struct peer *p, char *err, siz
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	pid_t pinned;
+	int saved;
 
 	memset(p, 0, sizeof(*p));
 	p->pidfd = -1;
@@ -196,7 +199,9 @@ int peer_identify(int fd, int64_t accept_boot_ns, struct peer *p, char *err, siz
 	}
 	return 0;
 fail:
+	saved = errno;
 	peer_release(p);
+	errno = saved;
 	return -1;
 }
 
@@ -250,45 +255,203 @@ static int open_proc_dir(const struct peer *p, char *err, size_t errlen)
 	return dfd;
 }
 
-int peer_exe_digest(const struct peer *p, uint8_t digest[32], char *err, size_t errlen)
+/*
+ * The binary digest cache: one SHA-256 per executable file, not per open. Keyed by what
+ * fstat says of the file opened through /proc/PID/exe (device, inode, size, mtime, ctime:
+ * any write changes mtime and ctime, and ctime cannot be set back without changing the
+ * clock). A file whose ctime is less than PEER_DIGEST_FRESH_S old is hashed but not cached:
+ * on a file system with coarse time stamps a second change within the same tick would keep
+ * the key. At most PEER_DIGEST_CACHE entries; the least recently used one is replaced.
+ */
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
 {
-	EVP_MD_CTX *ctx = NULL;
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+static bool same_file(const struct peer_digest_entry *e, const struct stat *st)
+{
+	return e->used && e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+	       same_time(&e->mtime, &st->st_mtim) && same_time(&e->ctime, &st->st_ctim);
+}
+
+static struct peer_digest_entry *digest_find(struct peer_digests *dc, const struct stat *st)
+{
+	size_t i;
+
+	for (i = 0; i < PEER_DIGEST_CACHE; i++)
+		if (same_file(&dc->v[i], st))
+			return &dc->v[i];
+	return NULL;
+}
+
+static void digest_put(struct peer_digests *dc, const struct stat *st, const uint8_t digest[32])
+{
+	struct peer_digest_entry *e = &dc->v[0];
+	struct timespec now;
+	size_t i;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (st->st_ctim.tv_sec + PEER_DIGEST_FRESH_S > now.tv_sec)
+		return;
+	for (i = 1; i < PEER_DIGEST_CACHE && e->used; i++)
+		if (dc->v[i].used < e->used)
+			e = &dc->v[i];
+	e->dev = st->st_dev;
+	e->ino = st->st_ino;
+	e->size = st->st_size;
+	e->mtime = st->st_mtim;
+	e->ctime = st->st_ctim;
+	memcpy(e->digest, digest, 32);
+	e->used = ++dc->clock;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SHA-256 of the open regular file fd of st->st_size bytes: exactly that many bytes must be
+ * read (a file that grows or shrinks meanwhile is refused), within PEER_DIGEST_TIME_MS. */
+static int hash_file(int fd, pid_t pid, const struct stat *st, uint8_t digest[32], char *err,
+		     size_t errlen)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t buf[65536];
 	unsigned int dlen = 0;
-	int dfd, fd = -1, rc = -1;
+	int64_t deadline = mono_ms() + PEER_DIGEST_TIME_MS;
+	uint64_t total = 0;
 	ssize_t n;
+	int rc = -1;
+
+	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		snprintf(err, errlen, "SHA-256 of /proc/%ld/exe: OpenSSL failed", (long)pid);
+		goto out;
+	}
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errlen, "reading /proc/%ld/exe: %s", (long)pid,
+				 strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		total += (uint64_t)n;
+		if (total > (uint64_t)st->st_size) {
+			snprintf(err, errlen,
+				 "/proc/%ld/exe grew past its %lld bytes while it was read",
+				 (long)pid, (long long)st->st_size);
+			goto out;
+		}
+		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
+			snprintf(err, errlen, "SHA-256 of /proc/%ld/exe: OpenSSL failed",
+				 (long)pid);
+			goto out;
+		}
+		if (mono_ms() > deadline) {
+			snprintf(err, errlen,
+				 "reading /proc/%ld/exe took over %d ms (%llu of %lld bytes): "
+				 "refused, so that a slow file system cannot stall the manager",
+				 (long)pid, PEER_DIGEST_TIME_MS, (unsigned long long)total,
+				 (long long)st->st_size);
+			goto out;
+		}
+	}
+	if (total != (uint64_t)st->st_size) {
+		snprintf(err, errlen,
+			 "/proc/%ld/exe shrank to %llu of its %lld bytes while it was read",
+			 (long)pid, (unsigned long long)total, (long long)st->st_size);
+		goto out;
+	}
+	if (EVP_DigestFinal_ex(ctx, digest, &dlen) != 1 || dlen != 32) {
+		snprintf(err, errlen, "SHA-256 of /proc/%ld/exe: OpenSSL failed", (long)pid);
+		goto out;
+	}
+	rc = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+/*
+ * What is still synchronous here (on the serving loop): open() and fstat() of /proc/PID/exe
+ * and, on a cache miss, the reads of at most PEER_EXE_MAX bytes. O_NONBLOCK keeps open() from
+ * waiting on a FIFO or device, which execve() cannot run anyway (they are refused as not
+ * regular); it does not make a regular file's reads non-blocking. A FUSE or network file
+ * system may block any of these calls in the kernel for as long as its server wants: the time
+ * bound is checked between reads only. Only a separate hashing process (the listener of the
+ * privilege separation) would take that off the loop.
+ */
+int peer_exe_digest(struct peer_digests *dc, const struct peer *p, uint8_t digest[32],
+		    struct peer_exe_id *exe, char *err, size_t errlen)
+{
+	struct peer_digest_entry *e;
+	struct stat st, st2;
+	int dfd, fd = -1, rc = -1;
 
 	dfd = open_proc_dir(p, err, errlen);
 	if (dfd < 0)
 		return -1;
-	fd = openat(dfd, "exe", O_RDONLY | O_CLOEXEC);
+	fd = openat(dfd, "exe", O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open /proc/%ld/exe: %s", (long)p->pid,
 			 strerror(errno));
 		goto out;
 	}
-	ctx = EVP_MD_CTX_new();
-	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		snprintf(err, errlen, "SHA-256 of /proc/%ld/exe: OpenSSL failed", (long)p->pid);
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "cannot stat /proc/%ld/exe: %s", (long)p->pid,
+			 strerror(errno));
 		goto out;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(err, errlen, "reading /proc/%ld/exe: %s", (long)p->pid,
-				 strerror(errno));
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "/proc/%ld/exe is not a regular file (mode 0%o)",
+			 (long)p->pid, (unsigned)st.st_mode);
+		dc->stats.refused++;
+		goto out;
+	}
+	if (st.st_size > (off_t)PEER_EXE_MAX) {
+		snprintf(err, errlen,
+			 "/proc/%ld/exe is %lld bytes, over the %u MiB of an executable that "
+			 "vtpmmgrd hashes",
+			 (long)p->pid, (long long)st.st_size, PEER_EXE_MAX >> 20);
+		dc->stats.refused++;
+		goto out;
+	}
+	e = digest_find(dc, &st);
+	if (e) {
+		memcpy(digest, e->digest, 32);
+		e->used = ++dc->clock;
+		dc->stats.hits++;
+	} else {
+		if (!p->trusted && dc->charge &&
+		    !dc->charge(dc->charge_arg, p->uid, (uint64_t)st.st_size, err, errlen)) {
+			dc->stats.refused++;
 			goto out;
 		}
-		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
-			snprintf(err, errlen, "SHA-256 of /proc/%ld/exe: OpenSSL failed",
+		dc->stats.misses++;
+		if (hash_file(fd, p->pid, &st, digest, err, errlen) < 0) {
+			dc->stats.refused++;
+			goto out;
+		}
+		if (fstat(fd, &st2) < 0 || st2.st_size != st.st_size ||
+		    !same_time(&st2.st_mtim, &st.st_mtim) ||
+		    !same_time(&st2.st_ctim, &st.st_ctim)) {
+			snprintf(err, errlen, "/proc/%ld/exe changed while it was read",
 				 (long)p->pid);
+			dc->stats.refused++;
 			goto out;
 		}
+		digest_put(dc, &st, digest);
 	}
-	if (EVP_DigestFinal_ex(ctx, digest, &dlen) != 1 || dlen != 32) {
-		snprintf(err, errlen, "SHA-256 of /proc/%ld/exe: OpenSSL failed", (long)p->pid);
-		goto out;
+	if (exe) {
+		exe->dev = st.st_dev;
+		exe->ino = st.st_ino;
 	}
 	if (!peer_alive(p->pidfd)) {
 		snprintf(err, errlen, "process %ld exited while its binary was read", (long)p->pid);
@@ -296,7 +459,8 @@ int peer_exe_digest(const struct peer *p, uint8_t digest[32], char *err, size_t 
 	}
 	rc = 0;
 out:
-	EVP_MD_CTX_free(ctx);
+	if (rc < 0)
+		OPENSSL_cleanse(digest, 32);
 	if (fd >= 0)
 		close(fd);
 	close(dfd);
@@ -332,30 +496,30 @@ static bool groups_line_has(const char *status, gid_t gid)
 	return false;
 }
 
-int peer_in_group(const struct peer *p, gid_t gid, char *err, size_t errlen)
+/* Read /proc/PID/NAME of the pinned process into buf (NUL-terminated, at most cap - 1
+ * bytes; *len without the NUL), bracketed by liveness checks. */
+static int read_proc(const struct peer *p, const char *name, char *buf, size_t cap, size_t *len,
+		     char *err, size_t errlen)
 {
-	char buf[16384];
 	size_t have = 0;
 	ssize_t n;
-	int dfd, fd, rc = -1;
+	int dfd, fd;
 
-	if (p->gid == gid)
-		return 1;
 	dfd = open_proc_dir(p, err, errlen);
 	if (dfd < 0)
 		return -1;
-	fd = openat(dfd, "status", O_RDONLY | O_CLOEXEC);
+	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
 	close(dfd);
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot open /proc/%ld/status: %s", (long)p->pid,
+		snprintf(err, errlen, "cannot open /proc/%ld/%s: %s", (long)p->pid, name,
 			 strerror(errno));
 		return -1;
 	}
-	while (have < sizeof(buf) - 1 && (n = read(fd, buf + have, sizeof(buf) - 1 - have)) != 0) {
+	while (have < cap - 1 && (n = read(fd, buf + have, cap - 1 - have)) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			snprintf(err, errlen, "reading /proc/%ld/status: %s", (long)p->pid,
+			snprintf(err, errlen, "reading /proc/%ld/%s: %s", (long)p->pid, name,
 				 strerror(errno));
 			close(fd);
 			return -1;
@@ -364,11 +528,105 @@ int peer_in_group(const struct peer *p, gid_t gid, char *err, size_t errlen)
 	}
 	close(fd);
 	buf[have] = '\0';
+	*len = have;
 	if (!peer_alive(p->pidfd)) {
-		snprintf(err, errlen, "process %ld exited while its groups were read",
+		snprintf(err, errlen, "process %ld exited while /proc/%ld/%s was read",
+			 (long)p->pid, (long)p->pid, name);
+		return -1;
+	}
+	return 0;
+}
+
+int peer_in_group(const struct peer *p, gid_t gid, char *err, size_t errlen)
+{
+	char buf[16384];
+	size_t len;
+
+	if (p->gid == gid)
+		return 1;
+	if (read_proc(p, "status", buf, sizeof(buf), &len, err, errlen) < 0)
+		return -1;
+	return groups_line_has(buf, gid) ? 1 : 0;
+}
+
+int peer_exe_id(const struct peer *p, struct peer_exe_id *exe, char *err, size_t errlen)
+{
+	struct stat st;
+	int dfd, rc;
+
+	dfd = open_proc_dir(p, err, errlen);
+	if (dfd < 0)
+		return -1;
+	rc = fstatat(dfd, "exe", &st, 0);
+	close(dfd);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot stat /proc/%ld/exe: %s", (long)p->pid,
+			 strerror(errno));
+		return -1;
+	}
+	if (!peer_alive(p->pidfd)) {
+		snprintf(err, errlen, "process %ld exited while its binary was looked at",
 			 (long)p->pid);
 		return -1;
 	}
-	rc = groups_line_has(buf, gid) ? 1 : 0;
+	exe->dev = st.st_dev;
+	exe->ino = st.st_ino;
+	return 0;
+}
+
+int peer_tracer(const struct peer *p, pid_t *tracer, char *err, size_t errlen)
+{
+	char buf[16384];
+	const char *t;
+	size_t len;
+	long v;
+
+	if (read_proc(p, "status", buf, sizeof(buf), &len, err, errlen) < 0)
+		return -1;
+	t = strstr(buf, "\nTracerPid:");
+	if (!t || sscanf(t + 11, "%ld", &v) != 1 || v < 0) {
+		snprintf(err, errlen, "/proc/%ld/status has no TracerPid line", (long)p->pid);
+		return -1;
+	}
+	*tracer = (pid_t)v;
+	return 0;
+}
+
+int peer_ld_env(const struct peer *p, char *var, size_t varlen, char *err, size_t errlen)
+{
+	char *buf = malloc(PEER_ENV_MAX + 1);
+	size_t len = 0, i = 0;
+	int rc = 0;
+
+	if (!buf) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (read_proc(p, "environ", buf, PEER_ENV_MAX + 1, &len, err, errlen) < 0) {
+		rc = -1;
+		goto out;
+	}
+	/* a larger environment is cut, and a variable past the cut not seen: refuse it */
+	if (len >= PEER_ENV_MAX) {
+		snprintf(err, errlen, "the environment of pid %ld is over %u bytes", (long)p->pid,
+			 PEER_ENV_MAX);
+		rc = -1;
+		goto out;
+	}
+	while (i < len && rc == 0) {
+		const char *e = buf + i;
+		size_t n = strnlen(e, len - i);
+
+		if (n >= 3 && memcmp(e, "LD_", 3) == 0) {
+			const char *eq = memchr(e, '=', n);
+
+			snprintf(var, varlen, "%.*s", (int)(eq ? (size_t)(eq - e) : n), e);
+			rc = 1;
+		}
+		i += n + 1;
+	}
+out:
+	OPENSSL_cleanse(buf, len);
+	free(buf);
 	return rc;
 }

@@ -21,9 +21,13 @@ static const struct rule rules[] = {
     {MGR_COMMIT, "commit", REQ_INSTANCE, BIT(MGR_F_UUID) | BIT(MGR_F_VERSION) | BIT(MGR_F_DIGEST),
      0},
     {MGR_CLOSE, "close", REQ_INSTANCE, BIT(MGR_F_UUID), 0},
+    {MGR_OPEN_CONFIRM, "open-confirm", REQ_INSTANCE, BIT(MGR_F_UUID) | BIT(MGR_F_NONCE), 0},
+    {MGR_RESUME, "resume", REQ_INSTANCE,
+     BIT(MGR_F_UUID) | BIT(MGR_F_VERSION) | BIT(MGR_F_DIGEST) | BIT(MGR_F_PROOF), 0},
     {MGR_HOST_INIT, "host-init", REQ_ADMIN, BIT(MGR_F_PCR_MASK) | BIT(MGR_F_FORCE), 0},
-    {MGR_HOST_STATUS, "host-status", REQ_ADMIN, 0, 0},
-    {MGR_HOST_RESEAL, "host-reseal", REQ_ADMIN, BIT(MGR_F_PCR_MASK), 0},
+    {MGR_HOST_STATUS, "host-status", REQ_ADMIN, BIT(MGR_F_PCR_VALUE), BIT(MGR_F_PCR_VALUE)},
+    {MGR_HOST_RESEAL, "host-reseal", REQ_ADMIN,
+     BIT(MGR_F_PCR_MASK) | BIT(MGR_F_PREDICT) | BIT(MGR_F_PCR_VALUE), BIT(MGR_F_PCR_VALUE)},
     {MGR_GROUP_CREATE, "group-create", REQ_ADMIN,
      BIT(MGR_F_NAME) | BIT(MGR_F_PATTERN) | BIT(MGR_F_BIN_DIGEST) | BIT(MGR_F_ANY_DIGEST),
      BIT(MGR_F_PATTERN) | BIT(MGR_F_BIN_DIGEST)},
@@ -105,6 +109,11 @@ const char *mgr_field_name(uint16_t tag)
 	    [MGR_F_MORE] = "more",
 	    [MGR_F_AK_PUBLIC] = "ak-public",
 	    [MGR_F_NV_OFFSET] = "nv-offset",
+	    [MGR_F_PROOF] = "proof",
+	    [MGR_F_EPOCH] = "epoch",
+	    [MGR_F_NONCE] = "nonce",
+	    [MGR_F_PCR_VALUE] = "pcr-value",
+	    [MGR_F_PREDICT] = "predict",
 	};
 
 	return tag < sizeof(names) / sizeof(names[0]) && names[tag] ? names[tag] : "unknown";
@@ -160,6 +169,35 @@ static int pcr_mask_ok(uint32_t mask, const char *rtype, char *err, size_t errle
 			 "%s: PCR mask 0x%x: needs at least one of the PCRs 0..23 and no other bit",
 			 rtype, mask);
 		return -1;
+	}
+	return 0;
+}
+
+/* The PCR_VALUE fields (33 bytes each, checked by mgr_parse): distinct PCRs 0..23. */
+static int pcr_values(const struct mgr_msg *m, struct req_pcr_values *pv, const char *rtype,
+		      char *err, size_t errlen)
+{
+	size_t i;
+
+	memset(pv, 0, sizeof(*pv));
+	for (i = 0; i < m->nfields; i++) {
+		const struct mgr_field_view *f = &m->f[i];
+		unsigned pcr;
+
+		if (f->tag != MGR_F_PCR_VALUE)
+			continue;
+		pcr = f->val[0];
+		if (pcr >= HOST_TPM_PCRS) {
+			snprintf(err, errlen, "%s: pcr-value: PCR %u does not exist (0..23)", rtype,
+				 pcr);
+			return -1;
+		}
+		if (pv->mask & (1u << pcr)) {
+			snprintf(err, errlen, "%s: pcr-value: PCR %u is given twice", rtype, pcr);
+			return -1;
+		}
+		pv->mask |= 1u << pcr;
+		memcpy(pv->values[pcr], f->val + 1, 32);
 	}
 	return 0;
 }
@@ -276,6 +314,19 @@ int mgr_request_decode(const struct mgr_msg *m, struct mgr_request *r, char *err
 		seen |= BIT(tag);
 	}
 	switch (m->type) {
+	case MGR_OPEN_CONFIRM:
+		if (need(m, MGR_F_NONCE, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		mgr_get_fixed(m, MGR_F_NONCE, r->u.inst.nonce, 32);
+		if (need(m, MGR_F_UUID, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		mgr_get_fixed(m, MGR_F_UUID, r->u.inst.uuid, 16);
+		return REQ_OK;
+	case MGR_RESUME:
+		if (need(m, MGR_F_PROOF, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		mgr_get_fixed(m, MGR_F_PROOF, r->u.inst.proof, 32);
+		__attribute__((fallthrough));
 	case MGR_COMMIT:
 		if (need(m, MGR_F_VERSION, rt, err, errlen) < 0 ||
 		    need(m, MGR_F_DIGEST, rt, err, errlen) < 0)
@@ -297,13 +348,24 @@ int mgr_request_decode(const struct mgr_msg *m, struct mgr_request *r, char *err
 		return pcr_mask_ok(r->u.host_init.pcr_mask, rt, err, errlen) < 0 ? REQ_MALFORMED
 										 : REQ_OK;
 	case MGR_HOST_STATUS:
-		return REQ_OK;
+		return pcr_values(m, &r->u.host_status.pv, rt, err, errlen) < 0 ? REQ_MALFORMED
+										: REQ_OK;
 	case MGR_HOST_RESEAL:
 		r->u.host_reseal.has_mask =
 		    mgr_get_u32(m, MGR_F_PCR_MASK, &r->u.host_reseal.pcr_mask) == 0;
 		if (r->u.host_reseal.has_mask &&
 		    pcr_mask_ok(r->u.host_reseal.pcr_mask, rt, err, errlen) < 0)
 			return REQ_MALFORMED;
+		r->u.host_reseal.predict = mgr_has(m, MGR_F_PREDICT);
+		if (pcr_values(m, &r->u.host_reseal.pv, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		if (r->u.host_reseal.predict != (r->u.host_reseal.pv.mask != 0)) {
+			snprintf(err, errlen, "%s: %s", rt,
+				 r->u.host_reseal.predict
+				     ? "predict needs the predicted values (pcr-value fields)"
+				     : "pcr-value fields are taken only with predict");
+			return REQ_MALFORMED;
+		}
 		return REQ_OK;
 	case MGR_GROUP_CREATE:
 		return decode_group_create(m, r, rt, err, errlen) < 0 ? REQ_MALFORMED : REQ_OK;

@@ -11,9 +11,11 @@
  *   MGR_OPEN          UUID
  *   MGR_COMMIT        UUID, VERSION, DIGEST
  *   MGR_CLOSE         UUID
+ *   MGR_OPEN_CONFIRM  UUID, NONCE
+ *   MGR_RESUME        UUID, VERSION, DIGEST, PROOF
  *   MGR_HOST_INIT     PCR_MASK, [FORCE]
- *   MGR_HOST_STATUS   -
- *   MGR_HOST_RESEAL   [PCR_MASK]
+ *   MGR_HOST_STATUS   [PCR_VALUE (1..24, distinct PCRs)]
+ *   MGR_HOST_RESEAL   [PCR_MASK], [PREDICT and PCR_VALUE (1..24, distinct PCRs)]
  *   MGR_GROUP_CREATE  NAME, PATTERN (1..64), BIN_DIGEST (1..64) or ANY_DIGEST
  *   MGR_GROUP_LIST    [OFFSET]
  *   MGR_GROUP_SHOW    NAME or GROUP_UUID
@@ -48,6 +50,13 @@ enum {
 	REQ_UNKNOWN_TYPE = -2, /* not a request type of this protocol */
 };
 
+/* SHA-256 PCR values given in a request (PCR_VALUE fields): values[i] for each i in mask;
+ * mask 0: none given. */
+struct req_pcr_values {
+	uint32_t mask;
+	uint8_t values[24][32];
+};
+
 /* A group named by name or by UUID. */
 struct req_group_ref {
 	bool by_uuid;
@@ -62,7 +71,9 @@ struct mgr_request {
 			uint8_t uuid[16];
 			uint64_t version;
 			uint8_t digest[32];
-		} inst; /* OPEN, COMMIT (all three), CLOSE (uuid) */
+			uint8_t proof[32];
+			uint8_t nonce[32];
+		} inst; /* OPEN, COMMIT (all three), CLOSE (uuid), RESUME (all four) */
 		struct {
 			uint32_t pcr_mask;
 			bool force;
@@ -70,7 +81,12 @@ struct mgr_request {
 		struct {
 			bool has_mask;
 			uint32_t pcr_mask;
+			bool predict; /* a predicted copy to pv, beside the current one */
+			struct req_pcr_values pv;
 		} host_reseal;
+		struct {
+			struct req_pcr_values pv; /* mask 0: no check asked */
+		} host_status;
 		struct {
 			char name[STORE_NAME_MAX + 1];
 			size_t npatterns;

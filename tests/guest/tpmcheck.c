@@ -9,6 +9,19 @@
  *	TPM2_PCR_Extend, SHA-256 bank, password session with empty auth (locality is QEMU's: 0)
  * tpmcheck read PCR
  *	TPM2_PCR_Read, SHA-256 bank; prints 64 lowercase hex digits
+ * tpmcheck nvdefine INDEX SIZE
+ *	TPM2_NV_DefineSpace under the owner hierarchy (empty owner auth, password session): an
+ *	ordinary index of SIZE bytes, empty auth, OWNERWRITE|OWNERREAD|NO_DA, SHA-256 name alg
+ * tpmcheck nvwrite INDEX VALUE
+ *	TPM2_NV_Write (owner auth, password session) of VALUE (decimal, unsigned 64-bit) as 8 bytes
+ *	big-endian at offset 0
+ * tpmcheck nvread INDEX
+ *	TPM2_NV_Read (owner auth, password session) of 8 bytes at offset 0; prints them as a
+ *	big-endian unsigned decimal
+ * tpmcheck changeauth
+ *	TPM2_HierarchyChangeAuth of the owner hierarchy from empty to empty: a state write that
+ *	Linux's TPM driver times out after 2 s (TPM_LONG), where it gives NV_Write 120 s
+ * INDEX is an NV index handle, 0x01000000..0x01ffffff (hex with 0x, or decimal).
  *
  * Environment: TPM_DEVICE overrides the device path.
  * Exit status: 0 ok, 1 TPM or I/O error (message names the command and TPM response code), 2 usage.
@@ -27,6 +40,18 @@
 #define TPM_CC_PCR_EXTEND	0x00000182u
 #define TPM_CC_PCR_READ		0x0000017Eu
 #define TPM_CC_GET_CAPABILITY	0x0000017Au
+#define TPM_CC_NV_DEFINE_SPACE	0x0000012Au
+#define TPM_CC_NV_WRITE		0x00000137u
+#define TPM_CC_NV_READ		0x0000014Eu
+#define TPM_CC_HIER_CHANGE_AUTH 0x00000129u
+#define TPM_RH_OWNER		0x40000001u
+#define TPMA_NV_OWNERWRITE	(1u << 1)
+#define TPMA_NV_OWNERREAD	(1u << 17)
+#define TPMA_NV_NO_DA		(1u << 25)
+#define NV_INDEX_FIRST		0x01000000u
+#define NV_INDEX_LAST		0x01FFFFFFu
+#define NV_VALUE_SIZE		8    /* nvwrite / nvread: one big-endian u64 */
+#define NV_MAX_SIZE		2048 /* nvdefine SIZE at most (the TPM may allow less) */
 #define TPM_CAP_TPM_PROPERTIES	0x00000006u
 #define TPM_PT_FAMILY_INDICATOR 0x00000100u
 #define TPM_RS_PW		0x40000009u
@@ -129,6 +154,26 @@ static const char *rc_name(uint32_t rc)
 		return "TPM_RC_VALUE (parameter 1)";
 	case 0x18b:
 		return "TPM_RC_HANDLE (handle 1)";
+	case 0x28b:
+		return "TPM_RC_HANDLE (handle 2: NV index not defined?)";
+	case 0x146:
+		return "TPM_RC_NV_RANGE";
+	case 0x147:
+		return "TPM_RC_NV_SIZE";
+	case 0x148:
+		return "TPM_RC_NV_LOCKED";
+	case 0x149:
+		return "TPM_RC_NV_AUTHORIZATION";
+	case 0x14a:
+		return "TPM_RC_NV_UNINITIALIZED (index never written)";
+	case 0x14b:
+		return "TPM_RC_NV_SPACE";
+	case 0x14c:
+		return "TPM_RC_NV_DEFINED";
+	case 0x920:
+		return "TPM_RC_NV_RATE";
+	case 0x923:
+		return "TPM_RC_NV_UNAVAILABLE";
 	default:
 		break;
 	}
@@ -250,6 +295,57 @@ static int parse_digest(const char *s, uint8_t out[SHA256_SIZE])
 	return 0;
 }
 
+/* Parse an unsigned number (base 0: decimal, or hex with 0x) of at most max. */
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (*s == '-' || *s == '\0')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || end == s || *end || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_nv_index(const char *s, uint32_t *index)
+{
+	uint64_t v;
+	if (parse_u64(s, NV_INDEX_LAST, &v) || v < NV_INDEX_FIRST) {
+		fprintf(stderr, "tpmcheck: bad NV index '%s' (0x%08x..0x%08x)\n", s, NV_INDEX_FIRST,
+			NV_INDEX_LAST);
+		return -1;
+	}
+	*index = (uint32_t)v;
+	return 0;
+}
+
+/* The authorization area of a command: one TPMS_AUTH_COMMAND, TPM_RS_PW with empty auth. */
+static void put_pw_session(struct buf *b)
+{
+	put_u32(b, 9);	       /* authorizationSize */
+	put_u32(b, TPM_RS_PW); /* sessionHandle */
+	put_u16(b, 0);	       /* nonce: empty TPM2B */
+	put_u8(b, 0x01);       /* sessionAttributes: continueSession */
+	put_u16(b, 0);	       /* hmac (password): empty TPM2B */
+}
+
+/* The rest of a TPM_ST_SESSIONS response after the header: parameterSize, then that many
+ * parameter bytes (left at rsp->pos), then one password-session TPMS_AUTH_RESPONSE (nonce,
+ * attributes, hmac: 5 bytes when all empty). Returns the parameter size, or -1 (message
+ * printed) if the sizes do not add up. */
+static long session_params(const char *name, struct buf *rsp)
+{
+	uint32_t psize = get_u32(rsp);
+	if (rsp->bad || psize > rsp->len - rsp->pos || rsp->len - rsp->pos - psize < 5) {
+		fprintf(stderr, "tpmcheck: %s: malformed response (parameterSize %u, %zu bytes)\n",
+			name, psize, rsp->len);
+		return -1;
+	}
+	return (long)psize;
+}
+
 /* TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 1) */
 static int cmd_version(void)
 {
@@ -290,13 +386,9 @@ static int cmd_extend(uint32_t pcr, const uint8_t digest[SHA256_SIZE])
 {
 	struct buf cmd, rsp;
 	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_PCR_EXTEND);
-	put_u32(&cmd, pcr);	  /* @pcrHandle (TPM_HT_PCR handles are the PCR index) */
-	put_u32(&cmd, 9);	  /* authorizationSize */
-	put_u32(&cmd, TPM_RS_PW); /* sessionHandle */
-	put_u16(&cmd, 0);	  /* nonce: empty TPM2B */
-	put_u8(&cmd, 0x01);	  /* sessionAttributes: continueSession */
-	put_u16(&cmd, 0);	  /* hmac (password): empty TPM2B */
-	put_u32(&cmd, 1);	  /* TPML_DIGEST_VALUES.count */
+	put_u32(&cmd, pcr); /* @pcrHandle (TPM_HT_PCR handles are the PCR index) */
+	put_pw_session(&cmd);
+	put_u32(&cmd, 1); /* TPML_DIGEST_VALUES.count */
 	put_u16(&cmd, TPM_ALG_SHA256);
 	put_bytes(&cmd, digest, SHA256_SIZE);
 	cmd_end(&cmd);
@@ -363,18 +455,125 @@ static int cmd_read(uint32_t pcr)
 	return 0;
 }
 
+/* TPM2_NV_DefineSpace(TPM_RH_OWNER, auth = empty, publicInfo): an ordinary index. */
+static int cmd_nvdefine(uint32_t index, uint16_t size)
+{
+	struct buf cmd, rsp;
+	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_NV_DEFINE_SPACE);
+	put_u32(&cmd, TPM_RH_OWNER); /* @authHandle */
+	put_pw_session(&cmd);
+	put_u16(&cmd, 0);	       /* TPM2B_AUTH auth: empty */
+	put_u16(&cmd, 14);	       /* TPM2B_NV_PUBLIC size: 4 + 2 + 4 + 2 + 2 */
+	put_u32(&cmd, index);	       /* nvIndex */
+	put_u16(&cmd, TPM_ALG_SHA256); /* nameAlg */
+	put_u32(&cmd, TPMA_NV_OWNERWRITE | TPMA_NV_OWNERREAD | TPMA_NV_NO_DA); /* TPM_NT_ORDINARY */
+	put_u16(&cmd, 0);    /* authPolicy: empty */
+	put_u16(&cmd, size); /* dataSize */
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_NV_DefineSpace", &cmd, &rsp, TPM_ST_SESSIONS))
+		return 1;
+	long n = session_params("TPM2_NV_DefineSpace", &rsp);
+	if (n < 0)
+		return 1;
+	if (n != 0) {
+		fprintf(stderr, "tpmcheck: TPM2_NV_DefineSpace: %ld parameter bytes (want 0)\n", n);
+		return 1;
+	}
+	return 0;
+}
+
+/* TPM2_NV_Write(TPM_RH_OWNER, index, data = value as 8 bytes big-endian, offset 0). */
+static int cmd_nvwrite(uint32_t index, uint64_t value)
+{
+	struct buf cmd, rsp;
+	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_NV_WRITE);
+	put_u32(&cmd, TPM_RH_OWNER); /* @authHandle */
+	put_u32(&cmd, index);	     /* nvIndex */
+	put_pw_session(&cmd);
+	put_u16(&cmd, NV_VALUE_SIZE); /* TPM2B_MAX_NV_BUFFER data */
+	put_u32(&cmd, (uint32_t)(value >> 32));
+	put_u32(&cmd, (uint32_t)value);
+	put_u16(&cmd, 0); /* offset */
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_NV_Write", &cmd, &rsp, TPM_ST_SESSIONS))
+		return 1;
+	long n = session_params("TPM2_NV_Write", &rsp);
+	if (n < 0)
+		return 1;
+	if (n != 0) {
+		fprintf(stderr, "tpmcheck: TPM2_NV_Write: %ld parameter bytes (want 0)\n", n);
+		return 1;
+	}
+	return 0;
+}
+
+/* TPM2_NV_Read(TPM_RH_OWNER, index, size 8, offset 0); prints the value in decimal. */
+static int cmd_nvread(uint32_t index)
+{
+	struct buf cmd, rsp;
+	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_NV_READ);
+	put_u32(&cmd, TPM_RH_OWNER); /* @authHandle */
+	put_u32(&cmd, index);	     /* nvIndex */
+	put_pw_session(&cmd);
+	put_u16(&cmd, NV_VALUE_SIZE); /* size */
+	put_u16(&cmd, 0);	      /* offset */
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_NV_Read", &cmd, &rsp, TPM_ST_SESSIONS))
+		return 1;
+	long n = session_params("TPM2_NV_Read", &rsp);
+	if (n < 0)
+		return 1;
+	uint16_t dsize = get_u16(&rsp);
+	uint64_t hi = get_u32(&rsp);
+	uint64_t v = hi << 32 | get_u32(&rsp);
+	if (rsp.bad || n != 2 + NV_VALUE_SIZE || dsize != NV_VALUE_SIZE) {
+		fprintf(stderr,
+			"tpmcheck: TPM2_NV_Read: %ld parameter bytes with a %u-byte buffer (want "
+			"%d)\n",
+			n, dsize, NV_VALUE_SIZE);
+		return 1;
+	}
+	printf("%llu\n", (unsigned long long)v);
+	return 0;
+}
+
+/* TPM2_HierarchyChangeAuth(TPM_RH_OWNER, newAuth = empty): owner auth stays empty. */
+static int cmd_changeauth(void)
+{
+	struct buf cmd, rsp;
+	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_HIER_CHANGE_AUTH);
+	put_u32(&cmd, TPM_RH_OWNER); /* @authHandle */
+	put_pw_session(&cmd);
+	put_u16(&cmd, 0); /* TPM2B_AUTH newAuth: empty */
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_HierarchyChangeAuth", &cmd, &rsp, TPM_ST_SESSIONS))
+		return 1;
+	long n = session_params("TPM2_HierarchyChangeAuth", &rsp);
+	if (n < 0)
+		return 1;
+	if (n != 0) {
+		fprintf(stderr,
+			"tpmcheck: TPM2_HierarchyChangeAuth: %ld parameter bytes (want 0)\n", n);
+		return 1;
+	}
+	return 0;
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: tpmcheck version | extend PCR HEXDIGEST32 | read PCR\n");
+	fprintf(stderr, "usage: tpmcheck version | extend PCR HEXDIGEST32 | read PCR | nvdefine "
+			"INDEX SIZE | nvwrite INDEX VALUE | nvread INDEX | changeauth\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	uint32_t pcr;
+	uint32_t pcr, index;
 	uint8_t digest[SHA256_SIZE];
 	if (argc == 2 && strcmp(argv[1], "version") == 0)
 		return cmd_version();
+	if (argc == 2 && strcmp(argv[1], "changeauth") == 0)
+		return cmd_changeauth();
 	if (argc == 4 && strcmp(argv[1], "extend") == 0) {
 		if (parse_pcr(argv[2], &pcr) || parse_digest(argv[3], digest))
 			return 2;
@@ -384,6 +583,32 @@ int main(int argc, char **argv)
 		if (parse_pcr(argv[2], &pcr))
 			return 2;
 		return cmd_read(pcr);
+	}
+	if (argc == 4 && strcmp(argv[1], "nvdefine") == 0) {
+		uint64_t size;
+		if (parse_nv_index(argv[2], &index))
+			return 2;
+		if (parse_u64(argv[3], NV_MAX_SIZE, &size) || size == 0) {
+			fprintf(stderr, "tpmcheck: bad NV size '%s' (1..%d)\n", argv[3],
+				NV_MAX_SIZE);
+			return 2;
+		}
+		return cmd_nvdefine(index, (uint16_t)size);
+	}
+	if (argc == 4 && strcmp(argv[1], "nvwrite") == 0) {
+		uint64_t value;
+		if (parse_nv_index(argv[2], &index))
+			return 2;
+		if (parse_u64(argv[3], UINT64_MAX, &value)) {
+			fprintf(stderr, "tpmcheck: bad value '%s' (unsigned 64-bit)\n", argv[3]);
+			return 2;
+		}
+		return cmd_nvwrite(index, value);
+	}
+	if (argc == 3 && strcmp(argv[1], "nvread") == 0) {
+		if (parse_nv_index(argv[2], &index))
+			return 2;
+		return cmd_nvread(index);
 	}
 	return usage();
 }

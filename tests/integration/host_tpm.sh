@@ -31,15 +31,6 @@ fi
 
 W=$(t_tmpdir)
 
-_wait_tcp() {
-  local i
-  for ((i = 0; i < 50; i++)); do
-    _alive "$1" || return 1
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 # start_swtpm NAME STATEDIR: start a swtpm on a fresh port pair; sets PID_<NAME>, TCTI_<NAME>.
 start_swtpm() {
   local name=$1 dir=$2 port

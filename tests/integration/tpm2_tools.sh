@@ -52,16 +52,6 @@ _raw() {
     printf "%s" "$2" | xxd -r -p >&3
     head -c 10 <&3 | xxd -p' _ "$1" "$2" 2>>"$_log"
 }
-# _wait_tcp PID PORT: wait (≤5 s) until PORT accepts connections while PID lives.
-_wait_tcp() {
-  local i
-  for ((i = 0; i < 50; i++)); do
-    _alive "$1" || return 1
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 # _start DAEMON STATEDIR N: start the daemon on a fresh port pair; sets _port, _pid, TCTI.
 _start() {
   _port=$(free_port) || { t_fail "$_lbl/free-port" "no free port pair"; return 1; }

@@ -603,15 +603,6 @@ if [ ! -x "$MGRD" ]; then
 fi
 need_tool swtpm sha256sum || t_done
 
-_wait_tcp() {
-  local i
-  for ((i = 0; i < 50; i++)); do
-    _alive "$1" || return 1
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 # start_host_tpm: a swtpm as the host TPM; sets HOST_TCTI.
 start_host_tpm() {
   local port

@@ -281,7 +281,7 @@ static int cmd_counter(struct host_tpm *h, const char *cmd, char **argv, char *e
 		return EXIT_USAGE;
 	}
 	if (!strcmp(cmd, "counter-define"))
-		ret = host_tpm_counter_define(h, idx, err, errlen);
+		ret = host_tpm_counter_define(h, idx, 0, err, errlen);
 	else if (!strcmp(cmd, "counter-undefine"))
 		ret = host_tpm_counter_undefine(h, idx, err, errlen);
 	else if (!strcmp(cmd, "counter-inc"))

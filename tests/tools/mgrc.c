@@ -18,6 +18,8 @@
  *                           socket ADMIN (a launcher's job; lets mgrc open a vTPM)
  *   --raw HEX               send these bytes as one datagram instead of a request
  *   --raw-size N            send N bytes (a valid header, then filler) as one datagram
+ *   --no-confirm            an "open" answered with a nonce is not confirmed (by default
+ *                           mgrc sends MGR_OPEN_CONFIRM with it, as vtpmd does)
  *   --hold                  after the last response print "held" and wait for a signal
  *                           (an open vTPM stays open while mgrc lives)
  *   --pass-fd               attach a descriptor (a pipe's write end, SCM_RIGHTS) to each
@@ -56,10 +58,10 @@ static bool pass_fd;
 static struct mgr_msg msg, rec;
 
 static const uint16_t types[] = {
-    MGR_OPEN,	     MGR_COMMIT,       MGR_CLOSE,	   MGR_HOST_INIT,
-    MGR_HOST_STATUS, MGR_HOST_RESEAL,  MGR_GROUP_CREATE,   MGR_GROUP_LIST,
-    MGR_GROUP_SHOW,  MGR_GROUP_DELETE, MGR_VTPM_CREATE,	   MGR_VTPM_LIST,
-    MGR_VTPM_SHOW,   MGR_VTPM_DELETE,  MGR_LABEL_REGISTER, MGR_AUDIT_LIST};
+    MGR_OPEN,	     MGR_COMMIT,       MGR_CLOSE,      MGR_HOST_INIT,	MGR_HOST_STATUS,
+    MGR_HOST_RESEAL, MGR_GROUP_CREATE, MGR_GROUP_LIST, MGR_GROUP_SHOW,	MGR_GROUP_DELETE,
+    MGR_VTPM_CREATE, MGR_VTPM_LIST,    MGR_VTPM_SHOW,  MGR_VTPM_DELETE, MGR_LABEL_REGISTER,
+    MGR_AUDIT_LIST,  MGR_OPEN_CONFIRM, MGR_RESUME};
 
 static void usage(void)
 {
@@ -357,7 +359,8 @@ int main(int argc, char **argv)
 	const char *path = "/run/vtpm/admin.sock", *raw = NULL;
 	const char *reg_admin = NULL, *reg_label = NULL;
 	long raw_size = -1;
-	bool hold = false, child_sends = false;
+	bool hold = false, child_sends = false, no_confirm = false, have_uuid = false;
+	uint8_t open_uuid[16], nonce[32];
 	int i = 1, fd, rc = 0;
 
 	for (; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--") != 0; i++) {
@@ -372,6 +375,8 @@ int main(int argc, char **argv)
 			raw_size = strtol(argv[++i], NULL, 0);
 		} else if (strcmp(argv[i], "--hold") == 0) {
 			hold = true;
+		} else if (strcmp(argv[i], "--no-confirm") == 0) {
+			no_confirm = true;
 		} else if (strcmp(argv[i], "--pass-fd") == 0) {
 			pass_fd = true;
 		} else if (strcmp(argv[i], "--child-sends") == 0) {
@@ -460,9 +465,22 @@ int main(int argc, char **argv)
 				fprintf(stderr, "mgrc: the request does not fit in a message\n");
 				return EXIT_USAGE;
 			}
+			if (type == MGR_OPEN && mgr_parse(buf, len, &rec, NULL, 0) == 0)
+				have_uuid = mgr_get_fixed(&rec, MGR_F_UUID, open_uuid, 16) == 0;
 			rc = round_trip(fd, len);
 			if (rc == EXIT_IO)
 				return rc;
+			/* an open answered with a nonce: confirm it, as vtpmd does */
+			if (type == MGR_OPEN && rc == 0 && have_uuid && !no_confirm &&
+			    mgr_get_fixed(&msg, MGR_F_NONCE, nonce, sizeof(nonce)) == 0) {
+				mgr_build_init(&b, buf, MGR_MAX_MSG, MGR_OPEN_CONFIRM);
+				mgr_put_bytes(&b, MGR_F_UUID, open_uuid, 16);
+				mgr_put_bytes(&b, MGR_F_NONCE, nonce, sizeof(nonce));
+				rc = round_trip(fd, mgr_build_finish(&b));
+				if (rc == EXIT_IO)
+					return rc;
+			}
+			have_uuid = false;
 			if (i < argc)
 				printf("---\n");
 		}

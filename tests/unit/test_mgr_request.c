@@ -62,6 +62,32 @@ static void test_instance_requests(void)
 	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
 	CHECK(decode(&b) == REQ_OK);
 	unit_end();
+
+	unit_begin("request: resume needs its proof, 32 bytes");
+	mgr_build_init(&b, buf, sizeof(buf), MGR_RESUME);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_u64(&b, MGR_F_VERSION, 9);
+	mgr_put_bytes(&b, MGR_F_DIGEST, digest, 32);
+	mgr_put_bytes(&b, MGR_F_PROOF, digest, 32);
+	CHECK(decode(&b) == REQ_OK && r.u.inst.version == 9 && r.u.inst.proof[0] == 7 &&
+	      memcmp(r.u.inst.uuid, uuid, 16) == 0);
+	CHECK(mgr_request_socket(MGR_RESUME) == REQ_INSTANCE);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_RESUME);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_u64(&b, MGR_F_VERSION, 9);
+	mgr_put_bytes(&b, MGR_F_DIGEST, digest, 32);
+	CHECK(decode(&b) == REQ_MALFORMED && says("resume: the field 'proof' is missing"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_RESUME);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_u64(&b, MGR_F_VERSION, 9);
+	mgr_put_bytes(&b, MGR_F_DIGEST, digest, 32);
+	mgr_put_bytes(&b, MGR_F_PROOF, digest, 31);
+	CHECK(decode(&b) == 99 && says("field tag 40 has length 31, needs 32"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_bytes(&b, MGR_F_PROOF, digest, 32);
+	CHECK(decode(&b) == REQ_MALFORMED && says("open: takes no field 'proof'"));
+	unit_end();
 }
 
 static void test_unknown(void)
@@ -99,6 +125,63 @@ static void test_host(void)
 	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_STATUS);
 	mgr_put_flag(&b, MGR_F_FORCE);
 	CHECK(decode(&b) == REQ_MALFORMED && says("host-status: takes no field 'force'"));
+	unit_end();
+}
+
+static void put_pcr(struct mgr_builder *b, uint8_t pcr, uint8_t fill)
+{
+	uint8_t v[33];
+
+	v[0] = pcr;
+	memset(v + 1, fill, 32);
+	mgr_put_bytes(b, MGR_F_PCR_VALUE, v, sizeof(v));
+}
+
+static void test_host_predict(void)
+{
+	struct mgr_builder b;
+	uint8_t v[34] = {0};
+
+	unit_begin("request: reseal --predict and status --check-pcrs: PCR values");
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_RESEAL);
+	mgr_put_flag(&b, MGR_F_PREDICT);
+	put_pcr(&b, 0, 0xaa);
+	put_pcr(&b, 16, 0xbb);
+	CHECK(decode(&b) == REQ_OK && r.u.host_reseal.predict && !r.u.host_reseal.has_mask &&
+	      r.u.host_reseal.pv.mask == 0x10001 && r.u.host_reseal.pv.values[0][31] == 0xaa &&
+	      r.u.host_reseal.pv.values[16][0] == 0xbb);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_RESEAL);
+	mgr_put_flag(&b, MGR_F_PREDICT);
+	CHECK(decode(&b) == REQ_MALFORMED && says("predict needs the predicted values"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_RESEAL);
+	put_pcr(&b, 7, 1);
+	CHECK(decode(&b) == REQ_MALFORMED && says("pcr-value fields are taken only with predict"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_RESEAL);
+	mgr_put_flag(&b, MGR_F_PREDICT);
+	put_pcr(&b, 24, 1);
+	CHECK(decode(&b) == REQ_MALFORMED && says("PCR 24 does not exist"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_RESEAL);
+	mgr_put_flag(&b, MGR_F_PREDICT);
+	put_pcr(&b, 3, 1);
+	put_pcr(&b, 3, 2);
+	CHECK(decode(&b) == REQ_MALFORMED && says("PCR 3 is given twice"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_RESEAL);
+	mgr_put_flag(&b, MGR_F_PREDICT);
+	mgr_put_bytes(&b, MGR_F_PCR_VALUE, v, 32); /* one byte short */
+	CHECK(decode(&b) == 99);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_RESEAL);
+	mgr_put_flag(&b, MGR_F_PREDICT);
+	mgr_put_bytes(&b, MGR_F_PCR_VALUE, v, 34); /* one byte long */
+	CHECK(decode(&b) == 99);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_STATUS);
+	CHECK(decode(&b) == REQ_OK && r.u.host_status.pv.mask == 0);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_STATUS);
+	put_pcr(&b, 23, 5);
+	CHECK(decode(&b) == REQ_OK && r.u.host_status.pv.mask == 0x800000 &&
+	      r.u.host_status.pv.values[23][5] == 5);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_STATUS);
+	mgr_put_flag(&b, MGR_F_PREDICT);
+	CHECK(decode(&b) == REQ_MALFORMED && says("host-status: takes no field 'predict'"));
 	unit_end();
 }
 
@@ -206,6 +289,7 @@ int main(void)
 	test_instance_requests();
 	test_unknown();
 	test_host();
+	test_host_predict();
 	test_group_create();
 	test_refs_and_lists();
 	return unit_exit();
