@@ -660,18 +660,24 @@ static int run(struct vtpmd *d)
 	}
 }
 
-/* A stop request while a state write waits for the manager: leave at once, without
- * another state write (the one on disk is reported at the next start). */
-static void abort_stop(void *arg)
+/* The files vtpmd made and removes when it stops: its unix sockets and pid file. */
+static void remove_files(struct vtpmd *d)
 {
-	struct vtpmd *d = arg;
-
 	if (d->opts.ctrl.type == CHAN_UNIX_PATH)
 		unlink(d->opts.ctrl.path);
 	if (d->opts.server.type == CHAN_UNIX_PATH)
 		unlink(d->opts.server.path);
 	if (d->opts.pid_file)
 		unlink(d->opts.pid_file);
+}
+
+/* A stop request while a state write waits for the manager: leave at once, without
+ * another state write (the one on disk is reported at the next start). */
+static void abort_stop(void *arg)
+{
+	struct vtpmd *d = arg;
+
+	remove_files(d);
 	if (d->cbuf)
 		OPENSSL_cleanse(d->cbuf, d->cbuf_cap);
 	state_store_close(d->store); /* cleanses its copy of the key; writes nothing */
@@ -693,12 +699,7 @@ static void cleanup(struct vtpmd *d)
 	close_fd(&d->ctrl_listen);
 	close_fd(&d->data_listen);
 	data_close(d);
-	if (d->opts.ctrl.type == CHAN_UNIX_PATH)
-		unlink(d->opts.ctrl.path);
-	if (d->opts.server.type == CHAN_UNIX_PATH)
-		unlink(d->opts.server.path);
-	if (d->opts.pid_file)
-		unlink(d->opts.pid_file);
+	remove_files(d);
 	close_fd(&d->lock_fd);
 	close_fd(&d->sig_fd);
 	if (d->cbuf)

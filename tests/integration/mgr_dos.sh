@@ -41,32 +41,6 @@ MGRD=$W/bin/vtpmmgrd CTL=$W/bin/vtpmctl MGRC=$W/bin/mgrc
 exec 4>&2 2>>"$W/shell.err"
 trap 'exec 2>&4; grep -v " Killed " "$W/shell.err" >&2; _t_cleanup' EXIT
 
-_wait_tcp() {
-  local i
-  for ((i = 0; i < 50; i++)); do
-    _alive "$1" || return 1
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-start_host_tpm() {
-  local port
-  mkdir -p "$W/host-tpm"
-  for _ in 1 2 3; do
-    port=$(free_port) || break
-    bg_start swtpm socket --tpm2 --flags not-need-init,startup-clear \
-      --server type=tcp,port="$port",bindaddr=127.0.0.1 \
-      --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-      --tpmstate dir="$W/host-tpm" >>"$W/swtpm.log" 2>&1
-    if _wait_tcp "$BG_PID" $((port + 1)) && _wait_tcp "$BG_PID" "$port"; then
-      TCTI=swtpm:host=127.0.0.1,port=$port
-      return 0
-    fi
-    bg_kill "$BG_PID" KILL
-  done
-  return 1
-}
 oneline() { tr '\n' ' ' <<<"$1" | cut -c1-400; }
 ctl() {
   timeout "$TOOL_TIMEOUT" "$CTL" "$@" >"$W/out" 2>"$W/err" </dev/null
@@ -208,7 +182,8 @@ EOF
 chmod 644 "$W/attack.py"
 
 # ============================================================ set-up
-start_host_tpm || { t_fail host-tpm "swtpm did not start: $(tail -n 1 "$W/swtpm.log")"; t_done; }
+start_host_tpm "$W/host-tpm" "$W/swtpm.log" || { t_fail host-tpm "swtpm did not start: $(tail -n 1 "$W/swtpm.log")"; t_done; }
+TCTI=$HOST_TCTI
 D=$W/mgr
 mkdir -p "$D"
 chmod 755 "$D"
