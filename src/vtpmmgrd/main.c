@@ -1037,10 +1037,15 @@ static void stop_clean(struct mgrd *d)
 {
 	char err[1024];
 
-	tpm_worker_stop(d->worker);
+	tpm_worker_stop(d->worker); /* joined: an advance in flight ran or never started */
 	d->worker = NULL;
 	if (!d->provisioned)
 		return;
+	if (d->rb.in_flight) {
+		/* its result was not collected: the finish reads the counter first */
+		d->rb.in_flight = false;
+		d->rb.uncertain = true;
+	}
 	if (rollback_finish(&d->rb, d->store, 5000, err, sizeof(err)) != RB_OK)
 		log_warnx("stopping without the clean record (the next start reports a crash "
 			  "window): %s",

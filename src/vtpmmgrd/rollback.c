@@ -353,6 +353,11 @@ void rollback_collect(struct rollback *rb, struct store *s, const struct tpm_adv
 	int64_t now = rollback_now_ms();
 	char err[512];
 
+	if (!rb->in_flight) {
+		/* host-init replaced the guard meanwhile: the counter may have moved under it */
+		rb->uncertain = true;
+		return;
+	}
 	rb->in_flight = false;
 	if (res->rc == HOST_TPM_ERR_BUSY) {
 		rb->dirty = true;

@@ -219,7 +219,13 @@ _reap "$MPID" 10
 start_mgr --guard-interval 10
 # early copies, then well over TPM_PT_ORDERLY_COUNT + 1 advances, then late copies
 snapshots 2 c
-sleep 4
+ctl host status --json
+e0=$(jq -r '.guard_epoch // 0' <<<"$OUT")
+for ((k = 0; k < 600; k++)); do # until the counter is well past the hybrid jump (60 s at most)
+  sleep 0.1
+  ctl host status --json
+  [ "$(jq -r '.guard_epoch // 0' <<<"$OUT")" -gt $((e0 + 300)) ] && break
+done
 snapshots 2 d
 kill -KILL "$HOST_PID" "$MPID" "${VPID[1]}" "${VPID[2]}"
 for p in "$HOST_PID" "$MPID" "${VPID[1]}" "${VPID[2]}"; do _reap "$p"; done
@@ -263,4 +269,27 @@ for i in 1 2; do
   crash_check "power vTPM $i" "${v:-0}" "${BASE[$i]}" "${BASE[$i]}"
 done
 crash_report rollback-guard
+
+# --- 4. a clean stop while a counter advance is on the TPM thread (a slow TPM: slowtpm x20,
+# 600 ms per increment) must still leave a clean, exact store: no false rollback
+for i in 1 2; do kill -TERM "${VPID[$i]}" 2>/dev/null; _reap "${VPID[$i]}" 10; done
+kill -TERM "$MPID"
+_reap "$MPID" 20
+if start_slowtpm "$HOST_PORT" --scale 20 >>"$W/slowtpm.log" 2>&1; then
+  rm -f "$A" "$I"
+  bg_start "$MGRD" --tcti "$SLOW_TCTI" "${MGR_ARGS[@]}" --guard-interval 50 \
+    --log "file=$W/vtpmmgrd.log,level=2" </dev/null >>"$W/vtpmmgrd.out" 2>&1
+  MPID=$BG_PID
+  wait_for_path "$A" 600 && wait_for_path "$I" 10 || t_fail inflight-start "$(tail -n 2 "$W/vtpmmgrd.log")"
+  ctl group create inflight --label 'x:y:z' --any-binary
+  sleep 0.3 # the change's advance is now inside its 600 ms increment
+  kill -TERM "$MPID"
+  _reap "$MPID" 30
+  t_eq inflight-stop-exit 0 "$_rc"
+  start_mgr || t_fail inflight-restart "$(tail -n 2 "$W/vtpmmgrd.log")"
+  ctl host status --json
+  t_eq inflight-stop-is-exact exact "$(jq -r .guard_verdict <<<"$OUT")"
+else
+  t_fail inflight-slowtpm "slowtpm did not start: $(tail -n 1 "$W/slowtpm.log")"
+fi
 t_done
