@@ -54,6 +54,7 @@ enum mgr_type {
 	MGR_VTPM_LIST = 0x0222,	     /* → RECORD* */
 	MGR_VTPM_SHOW = 0x0223,	     /* UUID → RECORD */
 	MGR_VTPM_DELETE = 0x0224,    /* UUID → (status) */
+	MGR_VTPM_REBIND = 0x0225,    /* UUID, LABEL → (status): bind to another guest identity */
 	MGR_LABEL_REGISTER = 0x0231, /* PID, LABEL → (status) */
 	MGR_AUDIT_LIST = 0x0241,     /* [COUNT] → RECORD* */
 };

@@ -328,6 +328,7 @@ static int launch(struct ctl *c, struct start_args *a)
 	mgr_build_init(&b, ctl_reqbuf(), MGR_MAX_MSG, MGR_LABEL_REGISTER);
 	mgr_put_u32(&b, MGR_F_PID, (uint32_t)pid);
 	mgr_put_text(&b, MGR_F_LABEL, a->label);
+	mgr_put_bytes(&b, MGR_F_UUID, a->uuid, 16); /* this pid may open no other vTPM */
 	snprintf(what, sizeof(what), "register label %s for pid %ld", a->label, (long)pid);
 	rc = ctl_request_fd(c, fd, &b, what);
 	if (rc) {

@@ -1,5 +1,5 @@
 /*
- * vtpm.c — vtpmctl vtpm create|list|show|delete. Deleting a vTPM destroys its wrapped state
+ * vtpm.c — vtpmctl vtpm create|list|show|rebind|delete. Deleting a vTPM destroys its wrapped state
  * key in the manager's store: its state file can never be read again, so it needs --yes
  * or an interactive confirmation.
  */
@@ -10,9 +10,10 @@
 #include "vtpmctl/vtpmctl.h"
 
 const char ctl_vtpm_help[] =
-    "Usage: vtpmctl vtpm create --group GROUP\n"
+    "Usage: vtpmctl vtpm create --group GROUP [--label LABEL]\n"
     "       vtpmctl vtpm list [--group GROUP]\n"
     "       vtpmctl vtpm show UUID\n"
+    "       vtpmctl vtpm rebind UUID --label LABEL\n"
     "       vtpmctl vtpm delete UUID [--yes]\n"
     "\n"
     "A vTPM is one virtual TPM 2.0, named by a UUID, in one group. The manager keeps its\n"
@@ -20,13 +21,17 @@ const char ctl_vtpm_help[] =
     "\n"
     "  create  create a vTPM in GROUP; prints its UUID (alone, for scripts).\n"
     "  list    list the vTPMs (all, or those of GROUP).\n"
-    "  show    show one vTPM.\n"
+    "  show    show one vTPM, with the guest it is bound to (bound_label).\n"
+    "  rebind  bind a vTPM to another guest (the admin's explicit act).\n"
     "  delete  delete a vTPM: its state key is destroyed, so its state file can never be\n"
     "          read again. Asks for confirmation on a terminal; elsewhere needs --yes.\n"
     "\n"
     "Options:\n"
     "  --group GROUP  (create) the vTPM's group, by name or UUID; (list) list only this\n"
     "                 group's vTPMs\n"
+    "  --label LABEL  (create, rebind) the guest the vTPM belongs to, user:role:type[:level]:\n"
+    "                 only labels with the same user field and level may open it. Without\n"
+    "                 it, create leaves the vTPM unbound and its first open binds it\n"
     "  --yes          (delete) do not ask for confirmation\n"
     "\n" CTL_HELP_GLOBAL "\n"
     "Examples:\n"
@@ -37,7 +42,7 @@ const char ctl_vtpm_help[] =
     "\n" CTL_HELP_EXIT;
 
 static const char create_help[] =
-    "Usage: vtpmctl vtpm create --group GROUP\n"
+    "Usage: vtpmctl vtpm create --group GROUP [--label LABEL]\n"
     "\n"
     "Create a vTPM in GROUP (a group name or UUID): the manager draws its UUID and its state key "
     "and wraps\n"
@@ -45,6 +50,9 @@ static const char create_help[] =
     "{\"uuid\": ...}). Start it with 'vtpmctl start UUID ...'.\n"
     "\n"
     "  --group GROUP  the group, by name or UUID (required)\n"
+    "  --label LABEL  bind the vTPM to this guest now: only a label with the same user\n"
+    "                 field and level opens it (the group's patterns still apply). Without\n"
+    "                 it the first successful open binds the vTPM to its opener's guest\n"
     "\n" CTL_HELP_GLOBAL "\n" CTL_HELP_EXIT;
 
 static const char list_help[] =
@@ -74,11 +82,23 @@ static const char delete_help[] =
     "  --yes   delete without asking\n"
     "\n" CTL_HELP_GLOBAL "\n" CTL_HELP_EXIT;
 
+static const char rebind_help[] =
+    "Usage: vtpmctl vtpm rebind UUID --label LABEL\n"
+    "\n"
+    "Bind vTPM UUID to the guest of LABEL (user:role:type[:level]): from now on only labels\n"
+    "with LABEL's user field and level open it. This is how a vTPM moves to another guest\n"
+    "identity; an open by any other guest is refused and audited. Refused while an instance\n"
+    "has the vTPM open (exit 3).\n"
+    "\n"
+    "  --label LABEL  the guest identity (required)\n"
+    "\n" CTL_HELP_GLOBAL "\n" CTL_HELP_EXIT;
+
 static int vtpm_create(struct ctl *c, int argc, char **argv)
 {
-	enum { O_GROUP = 1 };
-	static const struct optspec specs[] = {{"group", true, O_GROUP}, {NULL, false, 0}};
-	const char *group = NULL, *val;
+	enum { O_GROUP = 1, O_LABEL };
+	static const struct optspec specs[] = {
+	    {"group", true, O_GROUP}, {"label", true, O_LABEL}, {NULL, false, 0}};
+	const char *group = NULL, *label = NULL, *val;
 	struct mgr_builder b;
 	struct argiter it;
 	char err[256], what[128];
@@ -102,6 +122,9 @@ static int vtpm_create(struct ctl *c, int argc, char **argv)
 				return ctl_usage(c, it.cmd, "--group: %s", err);
 			group = val;
 			break;
+		case O_LABEL:
+			label = val;
+			break;
 		default:
 			rc = ctl_global_opt(c, &it, id, val, create_help);
 			if (rc)
@@ -112,6 +135,8 @@ static int vtpm_create(struct ctl *c, int argc, char **argv)
 		return ctl_usage(c, it.cmd, "vtpm create needs --group NAME");
 	mgr_build_init(&b, ctl_reqbuf(), MGR_MAX_MSG, MGR_VTPM_CREATE);
 	put_group_ref(&b, group);
+	if (label)
+		mgr_put_text(&b, MGR_F_LABEL, label);
 	snprintf(what, sizeof(what), "create a vTPM in group %s", group);
 	rc = ctl_request(c, &b, what);
 	if (rc)
@@ -242,6 +267,64 @@ static int vtpm_show(struct ctl *c, int argc, char **argv)
 	return out_show(c, REC_VTPM);
 }
 
+static int vtpm_rebind(struct ctl *c, int argc, char **argv)
+{
+	enum { O_LABEL = 1 };
+	static const struct optspec specs[] = {{"label", true, O_LABEL}, {NULL, false, 0}};
+	const char *label = NULL, *val;
+	struct mgr_builder b;
+	struct argiter it;
+	bool have = false;
+	uint8_t uuid[16];
+	char err[256], text[37], what[96];
+	int id, rc;
+
+	argiter_init(&it, argc - 1, argv + 1, "vtpm rebind");
+	while ((id = argiter_next(c, &it, specs, &val)) != OPT_END) {
+		switch (id) {
+		case OPT_ERROR:
+			return EXIT_USAGE;
+		case OPT_DASHDASH:
+			return ctl_usage(c, it.cmd, "unexpected '--'");
+		case OPT_POSITIONAL:
+			if (have)
+				return ctl_usage(c, it.cmd, "vtpm rebind takes one UUID");
+			if (parse_uuid_arg(val, uuid, err, sizeof(err)) < 0)
+				return ctl_usage(c, it.cmd, "%s", err);
+			have = true;
+			break;
+		case O_LABEL:
+			label = val;
+			break;
+		default:
+			rc = ctl_global_opt(c, &it, id, val, rebind_help);
+			if (rc)
+				return rc;
+		}
+	}
+	if (!have || !label)
+		return ctl_usage(c, it.cmd, "vtpm rebind needs a vTPM UUID and --label LABEL");
+	uuid_format(uuid, text);
+	mgr_build_init(&b, ctl_reqbuf(), MGR_MAX_MSG, MGR_VTPM_REBIND);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_text(&b, MGR_F_LABEL, label);
+	snprintf(what, sizeof(what), "rebind vTPM %s", text);
+	rc = ctl_request(c, &b, what);
+	if (rc)
+		return rc;
+	if (c->json) {
+		struct props *ps = props_new();
+
+		props_add_str(ps, "uuid", text);
+		props_add_str(ps, "bound_label", label);
+		props_print(c, ps);
+		props_free(ps);
+	} else {
+		printf("vTPM %s is bound to the guest of %s\n", text, label);
+	}
+	return EXIT_OK;
+}
+
 /* Ask on the terminal; true only for "yes". */
 static bool confirm(const char *uuid)
 {
@@ -322,9 +405,8 @@ int cmd_vtpm(struct ctl *c, int argc, char **argv)
 		int (*fn)(struct ctl *c, int argc, char **argv);
 		const char *help;
 	} subs[] = {
-	    {"create", vtpm_create, create_help},
-	    {"list", vtpm_list, list_help},
-	    {"show", vtpm_show, show_help},
+	    {"create", vtpm_create, create_help}, {"list", vtpm_list, list_help},
+	    {"show", vtpm_show, show_help},	  {"rebind", vtpm_rebind, rebind_help},
 	    {"delete", vtpm_delete, delete_help},
 	};
 	const char *val;
@@ -332,7 +414,8 @@ int cmd_vtpm(struct ctl *c, int argc, char **argv)
 	int rc;
 
 	rc = ctl_subcommand(c, &argc, &argv, "vtpm",
-			    "vtpm needs a subcommand: create, list, show or delete", ctl_vtpm_help);
+			    "vtpm needs a subcommand: create, list, show, rebind or delete",
+			    ctl_vtpm_help);
 	if (rc >= 0)
 		return rc;
 	val = argv[0]; /* the subcommand */
@@ -347,6 +430,7 @@ int cmd_vtpm(struct ctl *c, int argc, char **argv)
 
 		out_sanitize(val, strnlen(val, 40), shown, sizeof(shown));
 		return ctl_usage(
-		    c, "vtpm", "unknown vtpm subcommand '%s' (create, list, show, delete)", shown);
+		    c, "vtpm", "unknown vtpm subcommand '%s' (create, list, show, rebind, delete)",
+		    shown);
 	}
 }

@@ -881,6 +881,9 @@ static void put_vtpm(struct mgrd *d, struct mgr_builder *b, const struct store_v
 	reply_text(b, MGR_F_STATE, v->state);
 	mgr_put_u64(b, MGR_F_TIME, (uint64_t)v->created);
 	mgr_put_u32(b, MGR_F_OPEN, in ? 1 : 0);
+	/* the guest identity it belongs to ("" until the first open binds it) */
+	mgr_put_text(b, MGR_F_KEY, "bound_label");
+	reply_text(b, MGR_F_VALUE, v->bound_label[0] ? v->bound_label : "(unbound)");
 	if (in) {
 		mgr_put_u32(b, MGR_F_PID, (uint32_t)in->pid);
 		reply_text(b, MGR_F_LABEL, in->label);
@@ -954,6 +957,8 @@ static uint32_t vtpm_create(struct mgrd *d, const struct requester *who,
 	v.wrapped_key_len = KEYS_WRAPPED_LEN;
 	v.version = 0;
 	snprintf(v.state, sizeof(v.state), "%s", STORE_VTPM_CREATED);
+	if (req->has_label)
+		snprintf(v.bound_label, sizeof(v.bound_label), "%s", req->label);
 	uuid_format(v.uuid, u);
 	snprintf(r->subject, sizeof(r->subject), "%s", u);
 	rc = store_vtpm_add(d->store, &a, &v);
@@ -1038,6 +1043,35 @@ static uint32_t vtpm_show(struct mgrd *d, const struct mgr_request *req, struct 
 	return st;
 }
 
+/* Bind a vTPM to another guest identity: the admin's explicit act (the first open binds
+ * an unbound vTPM on its own, instance.c). Refused while an instance has it open. */
+static uint32_t vtpm_rebind(struct mgrd *d, const struct requester *who,
+			    const struct mgr_request *req, struct mgr_reply *r)
+{
+	struct store_actor a = actor_of(who);
+	struct instance *in;
+	char u[37];
+	uint32_t st;
+	int rc;
+
+	uuid_format(req->u.vtpm.uuid, u);
+	snprintf(r->subject, sizeof(r->subject), "%s", u);
+	st = mgrd_write_begin(d, r);
+	if (st)
+		return st;
+	in = instances_find(&d->inst, req->u.vtpm.uuid);
+	if (in)
+		return reply_fail(r, MGR_ERR_BUSY,
+				  "vTPM %s is open by pid %ld; stop that instance first", u,
+				  (long)in->pid);
+	rc = store_vtpm_bind(d->store, &a, req->u.vtpm.uuid, req->label);
+	r->audited = reply_store_status(rc) != MGR_ERR_STORE;
+	if (rc != STORE_OK)
+		return reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+	log_info("vTPM %s bound to %s by uid %lu", u, req->label, (unsigned long)a.uid);
+	return mgrd_write_end(d, r);
+}
+
 static uint32_t vtpm_delete(struct mgrd *d, const struct requester *who,
 			    const struct mgr_request *req, struct mgr_reply *r)
 {
@@ -1080,11 +1114,16 @@ static uint32_t label_register(struct mgrd *d, const struct mgr_request *req, st
 	int replaced;
 
 	snprintf(r->subject, sizeof(r->subject), "pid %u", req->u.label_reg.pid);
+	char u[37] = "";
+
+	if (req->u.label_reg.has_uuid)
+		uuid_format(req->u.label_reg.uuid, u);
 	if (labels_register(&d->labels, (pid_t)req->u.label_reg.pid, req->u.label_reg.label,
-			    &replaced, err, sizeof(err)) < 0)
+			    req->u.label_reg.has_uuid ? req->u.label_reg.uuid : NULL, &replaced,
+			    err, sizeof(err)) < 0)
 		return reply_fail(r, MGR_ERR_NOT_FOUND, "%s", err);
-	snprintf(r->note, sizeof(r->note), "label %.200s%s", req->u.label_reg.label,
-		 replaced ? " (replaces the earlier one)" : "");
+	snprintf(r->note, sizeof(r->note), "label %.200s%s%s%s", req->u.label_reg.label,
+		 u[0] ? " for vTPM " : "", u, replaced ? " (replaces the earlier one)" : "");
 	log_info("label %s registered for pid %u", req->u.label_reg.label, req->u.label_reg.pid);
 	return MGR_OK;
 }
@@ -1178,6 +1217,9 @@ void admin_handle(struct mgrd *d, const struct requester *who, const struct mgr_
 		break;
 	case MGR_VTPM_SHOW:
 		vtpm_show(d, req, r);
+		break;
+	case MGR_VTPM_REBIND:
+		vtpm_rebind(d, who, req, r);
 		break;
 	case MGR_VTPM_DELETE:
 		vtpm_delete(d, who, req, r);

@@ -170,6 +170,7 @@ static uint32_t admit(struct mgrd *d, const struct requester *who, const uint8_t
 		      const char *known_label, struct admission *a, struct mgr_reply *r)
 {
 	const struct peer *p = who->peer;
+	const struct label_reg *reg;
 	uint8_t gk[KEYS_KEY_LEN];
 	char u[37], err[512];
 	const char *label = known_label;
@@ -187,8 +188,17 @@ static uint32_t admit(struct mgrd *d, const struct requester *who, const uint8_t
 		return st;
 	if (!label && p->has_label && label_check(p->label, err, sizeof(err)) == 0)
 		label = p->label;
-	if (!label)
-		label = labels_lookup(&d->labels, p->pid);
+	reg = labels_find(&d->labels, p->pid);
+	if (reg && reg->has_uuid && memcmp(reg->uuid, uuid, 16) != 0) {
+		char ru[37];
+
+		uuid_format(reg->uuid, ru);
+		return reply_fail(r, MGR_ERR_DENIED,
+				  "pid %ld was registered for vTPM %s and may open no other",
+				  (long)p->pid, ru);
+	}
+	if (!label && reg)
+		label = reg->label;
 	if (!label) {
 		if (p->has_label)
 			return reply_fail(r, MGR_ERR_DENIED,
@@ -221,6 +231,12 @@ static uint32_t admit(struct mgrd *d, const struct requester *who, const uint8_t
 	if (!ok)
 		return reply_fail(r, MGR_ERR_DENIED, "label %.200s matches no pattern of group %s",
 				  a->label, a->g->name);
+	/* each vTPM belongs to one guest: a label of the same group pattern is not enough */
+	if (a->v.bound_label[0] && !label_same_guest(a->v.bound_label, a->label))
+		return reply_fail(r, MGR_ERR_DENIED,
+				  "vTPM %s is bound to the guest of label %.200s; label %.200s is "
+				  "another guest (vtpmctl vtpm rebind changes the binding)",
+				  u, a->v.bound_label, a->label);
 	for (i = 0, ok = a->g->any_digest; i < a->g->ndigests && !ok; i++)
 		ok = CRYPTO_memcmp(a->g->digests[i], a->bin, 32) == 0;
 	if (!ok)
@@ -246,6 +262,20 @@ static uint32_t hold(struct mgrd *d, const struct peer *p, const uint8_t uuid[16
 	char u[37], err[512];
 
 	uuid_format(uuid, u);
+	/* the first open binds an unbound vTPM to this guest, durably, before any key */
+	if (!a->v.bound_label[0]) {
+		struct store_actor who = {.uid = (uint32_t)p->uid, .pid = (uint32_t)p->pid};
+		int rc = store_vtpm_bind(d->store, &who, uuid, a->label);
+
+		if (rc != STORE_OK)
+			return reply_fail(r,
+					  rc == STORE_IO || rc == STORE_LOCKED
+					      ? MGR_ERR_RETRY
+					      : reply_store_status(rc),
+					  "vTPM %s: binding it to %.200s: %s", u, a->label,
+					  store_errmsg(d->store));
+		log_info("vTPM %s bound to the guest of label %s at its first open", u, a->label);
+	}
 	if (instances_add(&d->inst, uuid, p->pid, p->uid, p->pidfd, a->label, a->bin, err,
 			  sizeof(err)) < 0)
 		return reply_fail(r, MGR_ERR_BUSY, "vTPM %s: %s", u, err);

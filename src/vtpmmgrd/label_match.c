@@ -133,3 +133,29 @@ bool label_match(const char *pattern, const char *label)
 	return lp.level && lp.level_len == pp.level_len &&
 	       memcmp(lp.level, pp.level, pp.level_len) == 0;
 }
+
+/* The user field (up to the first colon) and the level (after the third), of a valid label. */
+static void guest_of(const char *l, size_t *user_len, const char **level)
+{
+	const char *c1 = strchr(l, ':'), *c3 = NULL;
+
+	*user_len = c1 ? (size_t)(c1 - l) : strlen(l);
+	if (c1)
+		c3 = strchr(c1 + 1, ':');
+	if (c3)
+		c3 = strchr(c3 + 1, ':');
+	*level = c3 ? c3 + 1 : "";
+}
+
+bool label_same_guest(const char *a, const char *b)
+{
+	const char *la, *lb;
+	size_t ua, ub;
+	char err[64];
+
+	if (label_check(a, err, sizeof(err)) < 0 || label_check(b, err, sizeof(err)) < 0)
+		return false;
+	guest_of(a, &ua, &la);
+	guest_of(b, &ub, &lb);
+	return ua == ub && memcmp(a, b, ua) == 0 && strcmp(la, lb) == 0;
+}

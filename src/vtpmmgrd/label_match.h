@@ -35,5 +35,8 @@ int label_pattern_check(const char *pattern, char *err, size_t errlen);
 int label_check(const char *label, char *err, size_t errlen);
 /* Whether label matches pattern; false when either is invalid. */
 bool label_match(const char *pattern, const char *label);
+/* Whether two valid labels name the same guest: the same user field and the same level
+ * (the rest after the third colon, "" when absent); role and type may differ. */
+bool label_same_guest(const char *a, const char *b);
 
 #endif

@@ -14,8 +14,8 @@ static void drop(struct labels *l, size_t i)
 	l->n--;
 }
 
-int labels_register(struct labels *l, pid_t pid, const char *label, int *replaced, char *err,
-		    size_t errlen)
+int labels_register(struct labels *l, pid_t pid, const char *label, const uint8_t *uuid,
+		    int *replaced, char *err, size_t errlen)
 {
 	struct label_reg *r = NULL;
 	size_t i;
@@ -60,17 +60,27 @@ int labels_register(struct labels *l, pid_t pid, const char *label, int *replace
 	r->pid = pid;
 	r->pidfd = pidfd;
 	snprintf(r->label, sizeof(r->label), "%s", label);
+	r->has_uuid = uuid != NULL;
+	if (uuid)
+		memcpy(r->uuid, uuid, 16);
 	return 0;
 }
 
-const char *labels_lookup(const struct labels *l, pid_t pid)
+const struct label_reg *labels_find(const struct labels *l, pid_t pid)
 {
 	size_t i;
 
 	for (i = 0; i < l->n; i++)
 		if (l->v[i].pid == pid && peer_alive(l->v[i].pidfd))
-			return l->v[i].label;
+			return &l->v[i];
 	return NULL;
+}
+
+const char *labels_lookup(const struct labels *l, pid_t pid)
+{
+	const struct label_reg *r = labels_find(l, pid);
+
+	return r ? r->label : NULL;
 }
 
 size_t labels_reap(struct labels *l)

@@ -12,7 +12,9 @@
 #ifndef VTPM_LABELS_H
 #define VTPM_LABELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "vtpmmgrd/label_match.h"
@@ -23,6 +25,8 @@ struct label_reg {
 	pid_t pid;
 	int pidfd;
 	char label[LABEL_MAX + 1];
+	bool has_uuid; /* registered for this vTPM only */
+	uint8_t uuid[16];
 };
 
 struct labels {
@@ -32,8 +36,10 @@ struct labels {
 
 /* Register label (already checked with label_check) for live process pid. 0, or -1 with
  * err (no such process, table full, out of memory). *replaced: a label was there before. */
-int labels_register(struct labels *l, pid_t pid, const char *label, int *replaced, char *err,
-		    size_t errlen);
+int labels_register(struct labels *l, pid_t pid, const char *label, const uint8_t *uuid,
+		    int *replaced, char *err, size_t errlen);
+/* The registration of the live process pid, or NULL. */
+const struct label_reg *labels_find(const struct labels *l, pid_t pid);
 /* The label registered for the live process pid, or NULL. */
 const char *labels_lookup(const struct labels *l, pid_t pid);
 /* Drop the registrations whose process exited; returns how many. */

@@ -34,12 +34,15 @@ static const struct rule rules[] = {
     {MGR_GROUP_LIST, "group-list", REQ_ADMIN, BIT(MGR_F_OFFSET), 0},
     {MGR_GROUP_SHOW, "group-show", REQ_ADMIN, BIT(MGR_F_NAME) | BIT(MGR_F_GROUP_UUID), 0},
     {MGR_GROUP_DELETE, "group-delete", REQ_ADMIN, BIT(MGR_F_NAME) | BIT(MGR_F_GROUP_UUID), 0},
-    {MGR_VTPM_CREATE, "vtpm-create", REQ_ADMIN, BIT(MGR_F_NAME) | BIT(MGR_F_GROUP_UUID), 0},
+    {MGR_VTPM_CREATE, "vtpm-create", REQ_ADMIN,
+     BIT(MGR_F_NAME) | BIT(MGR_F_GROUP_UUID) | BIT(MGR_F_LABEL), 0},
+    {MGR_VTPM_REBIND, "vtpm-rebind", REQ_ADMIN, BIT(MGR_F_UUID) | BIT(MGR_F_LABEL), 0},
     {MGR_VTPM_LIST, "vtpm-list", REQ_ADMIN,
      BIT(MGR_F_NAME) | BIT(MGR_F_GROUP_UUID) | BIT(MGR_F_OFFSET), 0},
     {MGR_VTPM_SHOW, "vtpm-show", REQ_ADMIN, BIT(MGR_F_UUID), 0},
     {MGR_VTPM_DELETE, "vtpm-delete", REQ_ADMIN, BIT(MGR_F_UUID), 0},
-    {MGR_LABEL_REGISTER, "label-register", REQ_ADMIN, BIT(MGR_F_PID) | BIT(MGR_F_LABEL), 0},
+    {MGR_LABEL_REGISTER, "label-register", REQ_ADMIN,
+     BIT(MGR_F_PID) | BIT(MGR_F_LABEL) | BIT(MGR_F_UUID), 0},
     {MGR_AUDIT_LIST, "audit-list", REQ_ADMIN, BIT(MGR_F_COUNT) | BIT(MGR_F_OFFSET), 0},
 };
 
@@ -281,6 +284,21 @@ static int decode_group_create(const struct mgr_msg *m, struct mgr_request *r, c
 	return 0;
 }
 
+/* The LABEL field of a vTPM create or rebind: a label (no wildcards), the guest identity. */
+static int bound_label(const struct mgr_msg *m, struct mgr_request *r, const char *rt, char *err,
+		       size_t errlen)
+{
+	char lerr[128] = "not a text";
+
+	if (mgr_get_text(m, MGR_F_LABEL, r->label, sizeof(r->label)) < 0 ||
+	    label_check(r->label, lerr, sizeof(lerr)) < 0) {
+		snprintf(err, errlen, "%s: label: %s", rt, lerr);
+		return -1;
+	}
+	r->has_label = true;
+	return 0;
+}
+
 int mgr_request_decode(const struct mgr_msg *m, struct mgr_request *r, char *err, size_t errlen)
 {
 	const struct rule *rule = rule_of(m->type);
@@ -369,9 +387,12 @@ int mgr_request_decode(const struct mgr_msg *m, struct mgr_request *r, char *err
 		return REQ_OK;
 	case MGR_GROUP_CREATE:
 		return decode_group_create(m, r, rt, err, errlen) < 0 ? REQ_MALFORMED : REQ_OK;
+	case MGR_VTPM_CREATE:
+		if (mgr_has(m, MGR_F_LABEL) && bound_label(m, r, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		__attribute__((fallthrough));
 	case MGR_GROUP_SHOW:
 	case MGR_GROUP_DELETE:
-	case MGR_VTPM_CREATE:
 		return group_ref(m, &r->u.group, true, &present, rt, err, errlen) < 0
 			   ? REQ_MALFORMED
 			   : REQ_OK;
@@ -382,6 +403,11 @@ int mgr_request_decode(const struct mgr_msg *m, struct mgr_request *r, char *err
 			return REQ_MALFORMED;
 		mgr_get_u32(m, MGR_F_OFFSET, &r->u.list.offset);
 		return REQ_OK;
+	case MGR_VTPM_REBIND:
+		if (need(m, MGR_F_LABEL, rt, err, errlen) < 0 ||
+		    bound_label(m, r, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		__attribute__((fallthrough));
 	case MGR_VTPM_SHOW:
 	case MGR_VTPM_DELETE:
 		if (need(m, MGR_F_UUID, rt, err, errlen) < 0)
@@ -405,6 +431,8 @@ int mgr_request_decode(const struct mgr_msg *m, struct mgr_request *r, char *err
 			snprintf(err, errlen, "%s: %s", rt, lerr);
 			return REQ_MALFORMED;
 		}
+		r->u.label_reg.has_uuid =
+		    mgr_get_fixed(m, MGR_F_UUID, r->u.label_reg.uuid, 16) == 0;
 		return REQ_OK;
 	case MGR_AUDIT_LIST:
 		r->u.audit.count = REQ_AUDIT_DEFAULT;

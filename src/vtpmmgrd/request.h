@@ -20,11 +20,12 @@
  *   MGR_GROUP_LIST    [OFFSET]
  *   MGR_GROUP_SHOW    NAME or GROUP_UUID
  *   MGR_GROUP_DELETE  NAME or GROUP_UUID
- *   MGR_VTPM_CREATE   NAME or GROUP_UUID (of the group)
+ *   MGR_VTPM_CREATE   NAME or GROUP_UUID (of the group), [LABEL (binds the vTPM)]
+ *   MGR_VTPM_REBIND   UUID, LABEL
  *   MGR_VTPM_LIST     [NAME or GROUP_UUID], [OFFSET]
  *   MGR_VTPM_SHOW     UUID
  *   MGR_VTPM_DELETE   UUID
- *   MGR_LABEL_REGISTER PID, LABEL
+ *   MGR_LABEL_REGISTER PID, LABEL, [UUID (the only vTPM the pid may open)]
  *   MGR_AUDIT_LIST    [COUNT (1..1000, default 20)], [OFFSET (newest rows to skip)]
  */
 #ifndef VTPM_REQUEST_H
@@ -66,6 +67,9 @@ struct req_group_ref {
 
 struct mgr_request {
 	uint16_t type;
+	/* VTPM_CREATE (optional) and VTPM_REBIND: the guest identity to bind the vTPM to */
+	bool has_label;
+	char label[LABEL_MAX + 1];
 	union {
 		struct {
 			uint8_t uuid[16];
@@ -107,6 +111,8 @@ struct mgr_request {
 		struct {
 			uint32_t pid;
 			char label[LABEL_MAX + 1];
+			bool has_uuid; /* the vTPM the process is for; it may open no other */
+			uint8_t uuid[16];
 		} label_reg;
 		struct {
 			uint32_t count;

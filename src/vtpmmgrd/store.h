@@ -100,6 +100,7 @@
 #define STORE_MAC_KEY_LEN    32
 #define STORE_NAME_MAX	     64	  /* bytes of a group name */
 #define STORE_PATTERN_MAX    256  /* bytes of a label pattern */
+#define STORE_LABEL_MAX	     1024 /* bytes of a bound label */
 #define STORE_MAX_PATTERNS   64	  /* per group */
 #define STORE_MAX_DIGESTS    64	  /* per group */
 #define STORE_WRAPPED_MAX    256  /* bytes of a wrapped group or state key */
@@ -177,6 +178,9 @@ struct store_vtpm {
 	uint8_t digest[STORE_DIGEST_LEN];
 	char state[STORE_STATE_MAX + 1]; /* STORE_VTPM_CREATED, STORE_VTPM_MIGRATED_OUT, ... */
 	int64_t created;		 /* 0 on add = now */
+	/* the guest identity the vTPM belongs to: the label whose user field and level may
+	 * open it (set at create, or by the first open; changed only by rebind); "" unbound */
+	char bound_label[STORE_LABEL_MAX + 1];
 };
 
 struct store_audit {
@@ -228,6 +232,9 @@ int store_vtpm_delete(struct store *s, const struct store_actor *who,
 		      const uint8_t uuid[STORE_UUID_LEN]);
 int store_vtpm_set_state(struct store *s, const struct store_actor *who,
 			 const uint8_t uuid[STORE_UUID_LEN], const char *state);
+/* Bind the vTPM to the guest identity of label (audited as vtpm-bind when who is given). */
+int store_vtpm_bind(struct store *s, const struct store_actor *who,
+		    const uint8_t uuid[STORE_UUID_LEN], const char *label);
 /*
  * Record a vTPM's newest state version and slot digest; durable on return. version must
  * be greater than the record, or equal to it with the same digest (then nothing is

@@ -57,9 +57,10 @@ static const char *const qsql[Q_COUNT] = {
     [Q_GROUP_DELETE] = "DELETE FROM vtpm_groups WHERE uuid = ?1",
     [Q_GROUP_VTPMS] = "SELECT count(*) FROM vtpms WHERE group_uuid = ?1",
     [Q_VTPM_GET] = "SELECT " VTPM_COLS " FROM vtpms WHERE uuid = ?1",
-    [Q_VTPM_INSERT] = "INSERT INTO vtpms (" VTPM_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_VTPM_INSERT] = "INSERT INTO vtpms (" VTPM_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [Q_VTPM_DELETE] = "DELETE FROM vtpms WHERE uuid = ?1",
     [Q_VTPM_SET_STATE] = "UPDATE vtpms SET state = ?2 WHERE uuid = ?1",
+    [Q_VTPM_SET_BOUND] = "UPDATE vtpms SET bound_label = ?2 WHERE uuid = ?1",
     [Q_VTPM_SET_VERSION] = "UPDATE vtpms SET version = ?2, digest = ?3 WHERE uuid = ?1",
     [Q_AUDIT_INSERT] = "INSERT INTO audit (time, uid, pid, action, subject, result)"
 		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -141,6 +142,7 @@ const char st_schema_1_to_2[] =
     "ALTER TABLE meta ADD COLUMN tpm_reset_count INTEGER NOT NULL DEFAULT 0"
     " CHECK (tpm_reset_count BETWEEN 0 AND 4294967295);\n"
     "ALTER TABLE meta ADD COLUMN guard_time INTEGER NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE vtpms ADD COLUMN bound_label TEXT NOT NULL DEFAULT '';\n"
     "ALTER TABLE host ADD COLUMN sealed_next BLOB;\n"
     "ALTER TABLE host ADD COLUMN next_created INTEGER NOT NULL DEFAULT 0;\n"
     "UPDATE meta SET audit_rows = (SELECT count(*) FROM audit) WHERE id = 1;\n";

@@ -45,7 +45,8 @@ enum mac_table {
 #define GROUP_COLS   "uuid, name, any_digest, wrapped_key, created"
 #define PATTERN_COLS "group_uuid, pattern"
 #define DIGEST_COLS  "group_uuid, digest"
-#define VTPM_COLS    "uuid, group_uuid, wrapped_key, version, digest, state, created"
+#define VTPM_COLS_V1 "uuid, group_uuid, wrapped_key, version, digest, state, created"
+#define VTPM_COLS    VTPM_COLS_V1 ", bound_label"
 #define AUDIT_COLS   "id, time, uid, pid, action, subject, result"
 
 enum qid {
@@ -81,6 +82,7 @@ enum qid {
 	Q_VTPM_INSERT,
 	Q_VTPM_DELETE,
 	Q_VTPM_SET_STATE,
+	Q_VTPM_SET_BOUND,
 	Q_VTPM_SET_VERSION,
 	Q_AUDIT_INSERT,
 	Q_AUDIT_ROW,

@@ -29,7 +29,7 @@ static const char *const mac_queries_v1[] = {
     "SELECT " GROUP_COLS " FROM vtpm_groups ORDER BY uuid",
     "SELECT group_uuid, pattern FROM group_patterns ORDER BY group_uuid, pattern",
     "SELECT group_uuid, digest FROM group_digests ORDER BY group_uuid, digest",
-    "SELECT " VTPM_COLS " FROM vtpms ORDER BY uuid",
+    "SELECT " VTPM_COLS_V1 " FROM vtpms ORDER BY uuid",
 };
 
 static int mac_table_v1(struct store *s, struct macbuf *m, const char *sql)

@@ -22,7 +22,8 @@ static int vtpm_from_row(struct store *s, sqlite3_stmt *st, struct store_vtpm *v
 	    st_col_blob(st, 2, v->wrapped_key, sizeof(v->wrapped_key), &v->wrapped_key_len) < 0 ||
 	    st_col_int(st, 3, &version) < 0 ||
 	    st_col_fixed(st, 4, v->digest, STORE_DIGEST_LEN) < 0 ||
-	    st_col_text(st, 5, v->state, sizeof(v->state)) < 0 || st_col_int(st, 6, &created) < 0)
+	    st_col_text(st, 5, v->state, sizeof(v->state)) < 0 || st_col_int(st, 6, &created) < 0 ||
+	    st_col_text(st, 7, v->bound_label, sizeof(v->bound_label)) < 0)
 		return st_fail(s, STORE_CORRUPT, "a vTPM row is malformed");
 	v->version = (uint64_t)version;
 	v->created = created;
@@ -130,6 +131,7 @@ static int apply_vtpm_add(struct store *s, const void *arg)
 	st_bind_blob(st, 5, v->digest, STORE_DIGEST_LEN);
 	st_bind_text(st, 6, v->state);
 	st_bind_i64(st, 7, v->created ? v->created : (int64_t)time(NULL));
+	st_bind_text(st, 8, v->bound_label);
 	rc = st_run_stmt(s, st, "adding a vTPM");
 	if (rc == STORE_OK)
 		rc = vtpm_xor(s, v->uuid);
@@ -293,4 +295,48 @@ int store_vtpm_set_version(struct store *s, const uint8_t uuid[STORE_UUID_LEN], 
 	if (version > INT64_MAX)
 		return st_fail(s, STORE_INVALID, "state version out of range");
 	return st_mutate(s, &m, apply_vtpm_set_version, &a);
+}
+
+struct bind_arg {
+	const uint8_t *uuid;
+	const char *label;
+};
+
+static int apply_vtpm_bind(struct store *s, const void *arg)
+{
+	const struct bind_arg *a = arg;
+	sqlite3_stmt *st;
+	char u[37];
+	int rc;
+
+	rc = vtpm_xor(s, a->uuid);
+	if (rc)
+		return rc;
+	st = st_q(s, Q_VTPM_SET_BOUND);
+	if (!st)
+		return STORE_IO;
+	st_bind_blob(st, 1, a->uuid, STORE_UUID_LEN);
+	st_bind_text(st, 2, a->label);
+	rc = st_run_stmt(s, st, "binding a vTPM");
+	if (rc == STORE_OK && sqlite3_changes(s->db) == 0) {
+		uuid_format(a->uuid, u);
+		rc = st_fail(s, STORE_NOT_FOUND, "no vTPM %s", u);
+	}
+	if (rc == STORE_OK)
+		rc = vtpm_xor(s, a->uuid);
+	return rc;
+}
+
+int store_vtpm_bind(struct store *s, const struct store_actor *who,
+		    const uint8_t uuid[STORE_UUID_LEN], const char *label)
+{
+	struct mut m = {.who = who, .action = "vtpm-bind"};
+	struct bind_arg a = {uuid, label};
+
+	uuid_format(uuid, m.subject);
+	if (!st_text_ok(label, STORE_LABEL_MAX))
+		return st_refused(s, &m,
+				  st_fail(s, STORE_INVALID, "vTPM %s: a label of 1..%d bytes",
+					  m.subject, STORE_LABEL_MAX));
+	return st_mutate(s, &m, apply_vtpm_bind, &a);
 }

@@ -18,6 +18,8 @@
  *                           socket ADMIN (a launcher's job; lets mgrc open a vTPM)
  *   --raw HEX               send these bytes as one datagram instead of a request
  *   --raw-size N            send N bytes (a valid header, then filler) as one datagram
+ *   --register-uuid UUID    (before --register-self) the registration names this vTPM: the
+ *                           process may open no other
  *   --no-confirm            an "open" answered with a nonce is not confirmed (by default
  *                           mgrc sends MGR_OPEN_CONFIRM with it, as vtpmd does)
  *   --hold                  after the last response print "held" and wait for a signal
@@ -55,6 +57,8 @@
 
 static uint8_t buf[2 * MGR_MAX_MSG]; /* room for oversized raw datagrams */
 static bool pass_fd;
+static bool reg_has_uuid; /* --register-uuid: the registration names the vTPM */
+static uint8_t reg_uuid[16];
 static struct mgr_msg msg, rec;
 
 static const uint16_t types[] = {
@@ -347,6 +351,8 @@ static int register_self(const char *admin, const char *label)
 	mgr_build_init(&b, buf, MGR_MAX_MSG, MGR_LABEL_REGISTER);
 	mgr_put_u32(&b, MGR_F_PID, (uint32_t)getpid());
 	mgr_put_text(&b, MGR_F_LABEL, label);
+	if (reg_has_uuid)
+		mgr_put_bytes(&b, MGR_F_UUID, reg_uuid, 16);
 	len = mgr_build_finish(&b);
 	rc = round_trip(fd, len);
 	close(fd);
@@ -377,6 +383,12 @@ int main(int argc, char **argv)
 			hold = true;
 		} else if (strcmp(argv[i], "--no-confirm") == 0) {
 			no_confirm = true;
+		} else if (strcmp(argv[i], "--register-uuid") == 0 && i + 1 < argc) {
+			if (uuid_from_text(argv[++i], reg_uuid) < 0) {
+				usage();
+				return EXIT_USAGE;
+			}
+			reg_has_uuid = true;
 		} else if (strcmp(argv[i], "--pass-fd") == 0) {
 			pass_fd = true;
 		} else if (strcmp(argv[i], "--child-sends") == 0) {

@@ -118,6 +118,21 @@ static void test_match_invalid(void)
 	unit_end();
 }
 
+static void test_same_guest(void)
+{
+	unit_begin("same guest: the user field and the level, not role or type");
+	CHECK(label_same_guest("g1_u:vm_r:vtpm_t", "g1_u:vm_r:vtpm_t"));
+	CHECK(label_same_guest("g1_u:vm_r:vtpm_t", "g1_u:other_r:other_t"));
+	CHECK(label_same_guest("g1_u:vm_r:vtpm_t:s0:c1,c2", "g1_u:x_r:y_t:s0:c1,c2"));
+	CHECK(!label_same_guest("g1_u:vm_r:vtpm_t", "g2_u:vm_r:vtpm_t"));
+	CHECK(!label_same_guest("g1_u:vm_r:vtpm_t", "g1_uu:vm_r:vtpm_t"));
+	CHECK(!label_same_guest("g1_u:vm_r:vtpm_t:s0:c1", "g1_u:vm_r:vtpm_t:s0:c2"));
+	CHECK(!label_same_guest("g1_u:vm_r:vtpm_t:s0:c1", "g1_u:vm_r:vtpm_t"));
+	CHECK(!label_same_guest("g1_u:*:vtpm_t", "g1_u:vm_r:vtpm_t")); /* a pattern is no label */
+	CHECK(!label_same_guest("", "g1_u:vm_r:vtpm_t"));
+	unit_end();
+}
+
 int main(void)
 {
 	test_patterns_valid();
@@ -126,5 +141,6 @@ int main(void)
 	test_match();
 	test_match_level();
 	test_match_invalid();
+	test_same_guest();
 	return unit_exit();
 }

@@ -90,6 +90,39 @@ static void test_instance_requests(void)
 	unit_end();
 }
 
+static void test_binding_requests(void)
+{
+	struct mgr_builder b;
+
+	unit_begin("request: vtpm-create's optional label, vtpm-rebind, label-register's uuid");
+	mgr_build_init(&b, buf, sizeof(buf), MGR_VTPM_CREATE);
+	mgr_put_text(&b, MGR_F_NAME, "web");
+	mgr_put_text(&b, MGR_F_LABEL, "g1_u:vm_r:vtpm_t:s0:c1");
+	CHECK(decode(&b) == REQ_OK && r.has_label &&
+	      strcmp(r.label, "g1_u:vm_r:vtpm_t:s0:c1") == 0);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_VTPM_CREATE);
+	mgr_put_text(&b, MGR_F_NAME, "web");
+	mgr_put_text(&b, MGR_F_LABEL, "g1_u:*:vtpm_t");
+	CHECK(decode(&b) == REQ_MALFORMED && says("vtpm-create: label:"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_VTPM_REBIND);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	mgr_put_text(&b, MGR_F_LABEL, "g2_u:vm_r:vtpm_t");
+	CHECK(decode(&b) == REQ_OK && r.has_label && memcmp(r.u.vtpm.uuid, uuid, 16) == 0);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_VTPM_REBIND);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	CHECK(decode(&b) == REQ_MALFORMED && says("vtpm-rebind: the field 'label' is missing"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_LABEL_REGISTER);
+	mgr_put_u32(&b, MGR_F_PID, 77);
+	mgr_put_text(&b, MGR_F_LABEL, "g1_u:vm_r:vtpm_t");
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	CHECK(decode(&b) == REQ_OK && r.u.label_reg.has_uuid &&
+	      memcmp(r.u.label_reg.uuid, uuid, 16) == 0);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_OPEN_CONFIRM);
+	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
+	CHECK(decode(&b) == REQ_MALFORMED && says("open-confirm: the field 'nonce' is missing"));
+	unit_end();
+}
+
 static void test_unknown(void)
 {
 	struct mgr_builder b;
@@ -287,6 +320,7 @@ static void test_refs_and_lists(void)
 int main(void)
 {
 	test_instance_requests();
+	test_binding_requests();
 	test_unknown();
 	test_host();
 	test_host_predict();

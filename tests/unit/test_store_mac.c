@@ -405,7 +405,7 @@ static void test_delete_insert(void)
 	     "INSERT INTO group_digests SELECT uuid, zeroblob(32) FROM vtpm_groups"
 	     " WHERE name = 'g1'"},
 	    {"forge a vTPM", "INSERT INTO vtpms SELECT randomblob(16), group_uuid, wrapped_key,"
-			     " version, digest, state, created FROM vtpms LIMIT 1"},
+			     " version, digest, state, created, bound_label FROM vtpms LIMIT 1"},
 	    {"forge an audit row", "INSERT INTO audit (time, uid, pid, action, subject, result)"
 				   " SELECT time, uid, pid, action, subject, result FROM audit"
 				   " WHERE id = 1"},
