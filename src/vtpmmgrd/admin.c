@@ -1043,27 +1043,40 @@ static uint32_t vtpm_show(struct mgrd *d, const struct mgr_request *req, struct 
 	return st;
 }
 
+/* Before an admin change of vTPM uuid (its text in u): provisioned, and no instance has it
+ * open. */
+static uint32_t vtpm_change_begin(struct mgrd *d, const uint8_t uuid[16], char u[37],
+				  struct mgr_reply *r)
+{
+	struct instance *in;
+	uint32_t st;
+
+	uuid_format(uuid, u);
+	snprintf(r->subject, sizeof(r->subject), "%s", u);
+	st = mgrd_write_begin(d, r);
+	if (st)
+		return st;
+	in = instances_find(&d->inst, uuid);
+	if (in)
+		return reply_fail(r, MGR_ERR_BUSY,
+				  "vTPM %s is open by pid %ld; stop that instance first", u,
+				  (long)in->pid);
+	return MGR_OK;
+}
+
 /* Bind a vTPM to another guest identity: the admin's explicit act (the first open binds
  * an unbound vTPM on its own, instance.c). Refused while an instance has it open. */
 static uint32_t vtpm_rebind(struct mgrd *d, const struct requester *who,
 			    const struct mgr_request *req, struct mgr_reply *r)
 {
 	struct store_actor a = actor_of(who);
-	struct instance *in;
 	char u[37];
 	uint32_t st;
 	int rc;
 
-	uuid_format(req->u.vtpm.uuid, u);
-	snprintf(r->subject, sizeof(r->subject), "%s", u);
-	st = mgrd_write_begin(d, r);
+	st = vtpm_change_begin(d, req->u.vtpm.uuid, u, r);
 	if (st)
 		return st;
-	in = instances_find(&d->inst, req->u.vtpm.uuid);
-	if (in)
-		return reply_fail(r, MGR_ERR_BUSY,
-				  "vTPM %s is open by pid %ld; stop that instance first", u,
-				  (long)in->pid);
 	rc = store_vtpm_bind(d->store, &a, req->u.vtpm.uuid, req->label);
 	r->audited = reply_store_status(rc) != MGR_ERR_STORE;
 	if (rc != STORE_OK)
@@ -1076,21 +1089,13 @@ static uint32_t vtpm_delete(struct mgrd *d, const struct requester *who,
 			    const struct mgr_request *req, struct mgr_reply *r)
 {
 	struct store_actor a = actor_of(who);
-	struct instance *in;
 	uint32_t st;
 	char u[37], msg[256];
 	int rc;
 
-	uuid_format(req->u.vtpm.uuid, u);
-	snprintf(r->subject, sizeof(r->subject), "%s", u);
-	st = mgrd_write_begin(d, r);
+	st = vtpm_change_begin(d, req->u.vtpm.uuid, u, r);
 	if (st)
 		return st;
-	in = instances_find(&d->inst, req->u.vtpm.uuid);
-	if (in)
-		return reply_fail(r, MGR_ERR_BUSY,
-				  "vTPM %s is open by pid %ld; stop that instance first", u,
-				  (long)in->pid);
 	rc = store_vtpm_delete(d->store, &a, req->u.vtpm.uuid);
 	r->audited = reply_store_status(rc) != MGR_ERR_STORE;
 	if (rc != STORE_OK)

@@ -187,14 +187,17 @@ int store_vtpm_delete(struct store *s, const struct store_actor *who,
 	return st_mutate(s, &m, apply_vtpm_delete, uuid);
 }
 
-struct set_state_arg {
+/* One text column of a vTPM row (its state, its bound label), changed in place. */
+struct set_text_arg {
+	enum qid q; /* UPDATE ... SET column = ?2 WHERE uuid = ?1 */
 	const uint8_t *uuid;
-	const char *state;
+	const char *text;
+	const char *what;
 };
 
-static int apply_vtpm_set_state(struct store *s, const void *arg)
+static int apply_vtpm_set_text(struct store *s, const void *arg)
 {
-	const struct set_state_arg *a = arg;
+	const struct set_text_arg *a = arg;
 	sqlite3_stmt *st;
 	char u[37];
 	int rc;
@@ -202,12 +205,12 @@ static int apply_vtpm_set_state(struct store *s, const void *arg)
 	rc = vtpm_xor(s, a->uuid);
 	if (rc)
 		return rc;
-	st = st_q(s, Q_VTPM_SET_STATE);
+	st = st_q(s, a->q);
 	if (!st)
 		return STORE_IO;
 	st_bind_blob(st, 1, a->uuid, STORE_UUID_LEN);
-	st_bind_text(st, 2, a->state);
-	rc = st_run_stmt(s, st, "setting a vTPM's state");
+	st_bind_text(st, 2, a->text);
+	rc = st_run_stmt(s, st, a->what);
 	if (rc == STORE_OK && sqlite3_changes(s->db) == 0) {
 		uuid_format(a->uuid, u);
 		rc = st_fail(s, STORE_NOT_FOUND, "no vTPM %s", u);
@@ -221,14 +224,14 @@ int store_vtpm_set_state(struct store *s, const struct store_actor *who,
 			 const uint8_t uuid[STORE_UUID_LEN], const char *state)
 {
 	struct mut m = {.who = who, .action = "vtpm-set-state"};
-	struct set_state_arg a = {uuid, state};
+	struct set_text_arg a = {Q_VTPM_SET_STATE, uuid, state, "setting a vTPM's state"};
 
 	uuid_format(uuid, m.subject);
 	if (!st_state_ok(state))
 		return st_refused(s, &m,
 				  st_fail(s, STORE_INVALID, "vTPM %s: state name: 1..%d of [a-z-]",
 					  m.subject, STORE_STATE_MAX));
-	return st_mutate(s, &m, apply_vtpm_set_state, &a);
+	return st_mutate(s, &m, apply_vtpm_set_text, &a);
 }
 
 struct set_version_arg {
@@ -297,46 +300,16 @@ int store_vtpm_set_version(struct store *s, const uint8_t uuid[STORE_UUID_LEN], 
 	return st_mutate(s, &m, apply_vtpm_set_version, &a);
 }
 
-struct bind_arg {
-	const uint8_t *uuid;
-	const char *label;
-};
-
-static int apply_vtpm_bind(struct store *s, const void *arg)
-{
-	const struct bind_arg *a = arg;
-	sqlite3_stmt *st;
-	char u[37];
-	int rc;
-
-	rc = vtpm_xor(s, a->uuid);
-	if (rc)
-		return rc;
-	st = st_q(s, Q_VTPM_SET_BOUND);
-	if (!st)
-		return STORE_IO;
-	st_bind_blob(st, 1, a->uuid, STORE_UUID_LEN);
-	st_bind_text(st, 2, a->label);
-	rc = st_run_stmt(s, st, "binding a vTPM");
-	if (rc == STORE_OK && sqlite3_changes(s->db) == 0) {
-		uuid_format(a->uuid, u);
-		rc = st_fail(s, STORE_NOT_FOUND, "no vTPM %s", u);
-	}
-	if (rc == STORE_OK)
-		rc = vtpm_xor(s, a->uuid);
-	return rc;
-}
-
 int store_vtpm_bind(struct store *s, const struct store_actor *who,
 		    const uint8_t uuid[STORE_UUID_LEN], const char *label)
 {
 	struct mut m = {.who = who, .action = "vtpm-bind"};
-	struct bind_arg a = {uuid, label};
+	struct set_text_arg a = {Q_VTPM_SET_BOUND, uuid, label, "binding a vTPM"};
 
 	uuid_format(uuid, m.subject);
 	if (!st_text_ok(label, STORE_LABEL_MAX))
 		return st_refused(s, &m,
 				  st_fail(s, STORE_INVALID, "vTPM %s: a label of 1..%d bytes",
 					  m.subject, STORE_LABEL_MAX));
-	return st_mutate(s, &m, apply_vtpm_bind, &a);
+	return st_mutate(s, &m, apply_vtpm_set_text, &a);
 }
