@@ -16,7 +16,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CPPFLAGS := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Isrc $(SAN)
 LDFLAGS ?=
 LIBS_VTPMD := -ltpms -lcrypto -lseccomp
-LIBS_MGR := -ltss2-esys -ltss2-mu -ltss2-tctildr -ltss2-rc -lcrypto -lsqlite3
+LIBS_MGR := -ltss2-esys -ltss2-mu -ltss2-tctildr -ltss2-rc -lcrypto -lsqlite3 -lseccomp
 FUZZ_SECONDS ?= 30
 # V=1 shows every compiler command.
 Q := $(if $(filter 1,$(V)),,@)
@@ -29,7 +29,7 @@ VTPMMGRD_SRC := $(sort $(filter-out src/vtpmmgrd/main.c,$(wildcard src/vtpmmgrd/
 VTPMMGRD_OBJ := $(VTPMMGRD_SRC:%.c=$(BUILD)/%.o)
 VTPMCTL_SRC := $(sort $(wildcard src/vtpmctl/*.c))
 VTPMCTL_OBJ := $(VTPMCTL_SRC:%.c=$(BUILD)/%.o)
-LIBS_CTL := -lcrypto
+LIBS_CTL := -lcrypto -lseccomp
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))

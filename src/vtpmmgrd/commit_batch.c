@@ -4,23 +4,22 @@
 
 #include <openssl/crypto.h>
 
-#include "common/cursor.h"
 #include "common/mgr_proto.h"
 
-bool batch_take(struct commit_batch *b, int fd, const uint8_t *in, size_t len, bool truncated,
-		pid_t sender)
+bool batch_take(struct commit_batch *b, uint64_t conn, pid_t sender, const uint8_t uuid[16],
+		uint64_t version, const uint8_t digest[32])
 {
 	struct batch_item *it;
 
-	if (truncated || len < MGR_HDR_LEN || len > BATCH_IN_MAX || b->n == BATCH_MAX ||
-	    be16_get(in) != MGR_COMMIT)
+	if (b->n == BATCH_MAX)
 		return false;
 	it = &b->v[b->n++];
 	memset(it, 0, sizeof(*it));
-	it->fd = fd;
+	it->conn = conn;
 	it->sender = sender;
-	it->inlen = len;
-	memcpy(it->in, in, len);
+	memcpy(it->uuid, uuid, 16);
+	it->version = version;
+	memcpy(it->digest, digest, 32);
 	return true;
 }
 

@@ -7,8 +7,8 @@
  * applied in one store transaction, and answered together once it is on disk (one fsync for
  * all). A commit that is refused (rollback, not the holder) is answered with its refusal;
  * if the transaction itself cannot be written (disk full), every commit in it is answered
- * MGR_ERR_RETRY and vtpmd sends it again. Only well-formed-sized commits from instance
- * connections are held; everything else is served one by one as before.
+ * MGR_ERR_RETRY and vtpmd sends it again. Only commits are held (decoded, by the listener);
+ * everything else is served one by one, after the commits held before it.
  */
 #ifndef VTPM_COMMIT_BATCH_H
 #define VTPM_COMMIT_BATCH_H
@@ -19,14 +19,14 @@
 #include <sys/types.h>
 
 #define BATCH_MAX     64
-#define BATCH_IN_MAX  128  /* a commit: header + UUID, VERSION, DIGEST = 84 bytes */
-#define BATCH_OUT_MAX 1024 /* its answer: status, or a refusal's message */
+#define BATCH_OUT_MAX 1024 /* a commit's answer: status, or a refusal's message */
 
 struct batch_item {
-	int fd; /* the connection, found again by fd when the batch is answered */
+	uint64_t conn; /* the connection's id, found again when the batch is answered */
 	pid_t sender;
-	size_t inlen;
-	uint8_t in[BATCH_IN_MAX];
+	uint8_t uuid[16];
+	uint64_t version;
+	uint8_t digest[32];
 	size_t outlen;
 	uint8_t out[BATCH_OUT_MAX];
 	uint32_t status;
@@ -38,10 +38,9 @@ struct commit_batch {
 	struct batch_item v[BATCH_MAX];
 };
 
-/* Hold datagram in (len bytes, from fd, sent by sender) if it is a commit that fits and
- * there is room: true, and it is copied. */
-bool batch_take(struct commit_batch *b, int fd, const uint8_t *in, size_t len, bool truncated,
-		pid_t sender);
+/* Hold a decoded MGR_COMMIT of connection conn, sent by sender, if there is room: true. */
+bool batch_take(struct commit_batch *b, uint64_t conn, pid_t sender, const uint8_t uuid[16],
+		uint64_t version, const uint8_t digest[32]);
 /* Replace an accepted commit's answer by MGR_ERR_RETRY with why. */
 void batch_retry(struct batch_item *it, const char *why);
 /* Forget every item (their bytes are cleansed). */

@@ -161,47 +161,61 @@ int64_t mgrd_limits_tick(struct mgrd *d, int64_t now_ms)
 	return cl_tick(&d->limits, now_ms, limits_report, d);
 }
 
-size_t mgrd_process(struct mgrd *d, enum req_socket kind, const struct requester *who,
-		    const uint8_t *in, size_t inlen, bool truncated, uint8_t *out)
+int mgrd_decode(struct mgr_msg *scratch, enum req_socket kind, const uint8_t *in, size_t inlen,
+		bool truncated, struct mgr_request *req, struct req_refusal *why)
+{
+	uint16_t type = inlen >= 2 ? be16_get(in) : 0;
+	int rc;
+
+	memset(why, 0, sizeof(*why));
+	why->type = type;
+	why->status = MGR_ERR_MALFORMED;
+	if (truncated) {
+		snprintf(why->msg, sizeof(why->msg), "message over %u bytes refused", MGR_MAX_MSG);
+	} else if (mgr_parse(in, inlen, scratch, why->msg, sizeof(why->msg)) < 0) {
+		/* the parser's reason is in why->msg */
+	} else if (mgr_request_socket(type) == 0) {
+		why->status = MGR_ERR_UNKNOWN_TYPE;
+		snprintf(why->msg, sizeof(why->msg),
+			 "message type 0x%04x is not a request of this protocol", type);
+	} else if (mgr_request_socket(type) != kind) {
+		why->named = true;
+		why->status = MGR_ERR_UNKNOWN_TYPE;
+		snprintf(why->msg, sizeof(why->msg), "%s is not served on the %s socket",
+			 mgr_request_name(type), socket_name(kind));
+	} else if ((rc = mgr_request_decode(scratch, req, why->msg, sizeof(why->msg))) != REQ_OK) {
+		why->named = true;
+		if (rc == REQ_UNKNOWN_TYPE)
+			why->status = MGR_ERR_UNKNOWN_TYPE;
+	} else {
+		return 0;
+	}
+	if (!why->msg[0])
+		snprintf(why->msg, sizeof(why->msg), "malformed message");
+	return -1;
+}
+
+size_t mgrd_serve(struct mgrd *d, enum req_socket kind, const struct requester *who,
+		  const struct mgr_request *req, const struct req_refusal *why, uint8_t *out)
 {
 	struct mgr_reply r;
 	char err[REPLY_MSG_MAX];
-	const char *action = "malformed";
-	uint16_t type = inlen >= 2 ? be16_get(in) : 0;
-	bool malformed = true;
-	size_t len;
-	int rc;
+	uint16_t type = why ? why->type : req->type;
+	const char *action = why && !why->named ? "malformed" : mgr_request_name(type);
+	bool malformed = why != NULL;
 
 	memset(&r, 0, sizeof(r));
 	mgr_build_init(&r.b, out, MGR_MAX_MSG, (uint16_t)(type | MGR_RESPONSE));
 	mgr_put_u32(&r.b, MGR_F_STATUS, MGR_OK);
 	snprintf(r.subject, sizeof(r.subject), "%s socket", socket_name(kind));
-	if (truncated) {
-		reply_fail(&r, MGR_ERR_MALFORMED, "message over %u bytes refused", MGR_MAX_MSG);
-	} else if (mgr_parse(in, inlen, d->msg, err, sizeof(err)) < 0) {
-		reply_fail(&r, MGR_ERR_MALFORMED, "%s", err);
-	} else if (mgr_request_socket(type) == 0) {
-		reply_fail(&r, MGR_ERR_UNKNOWN_TYPE,
-			   "message type 0x%04x is not a request of this protocol", type);
-	} else if (mgr_request_socket(type) != kind) {
-		action = mgr_request_name(type);
-		reply_fail(&r, MGR_ERR_UNKNOWN_TYPE, "%s is not served on the %s socket", action,
-			   socket_name(kind));
-	} else if ((rc = mgr_request_decode(d->msg, d->req, err, sizeof(err))) != REQ_OK) {
-		action = mgr_request_name(type);
-		reply_fail(&r, rc == REQ_UNKNOWN_TYPE ? MGR_ERR_UNKNOWN_TYPE : MGR_ERR_MALFORMED,
-			   "%s", err);
+	if (why) {
+		reply_fail(&r, why->status, "%s", why->msg);
 	} else if (kind == REQ_ADMIN && admin_permitted(d, who->peer, err, sizeof(err)) < 0) {
-		action = mgr_request_name(type);
-		malformed = false;
 		reply_fail(&r, MGR_ERR_DENIED, "%s", err);
+	} else if (kind == REQ_ADMIN) {
+		admin_handle(d, who, req, &r);
 	} else {
-		action = mgr_request_name(type);
-		malformed = false;
-		if (kind == REQ_ADMIN)
-			admin_handle(d, who, d->req, &r);
-		else
-			instance_handle(d, who, d->req, &r);
+		instance_handle(d, who, req, &r);
 	}
 	d->last.type = type;
 	d->last.status = r.status;
@@ -216,6 +230,15 @@ size_t mgrd_process(struct mgrd *d, enum req_socket kind, const struct requester
 		mgr_put_u32(&r.b, MGR_F_STATUS, r.status);
 		reply_text(&r.b, MGR_F_MESSAGE, r.msg);
 	}
-	len = mgr_build_finish(&r.b);
-	return len;
+	return mgr_build_finish(&r.b);
+}
+
+size_t mgrd_process(struct mgrd *d, enum req_socket kind, const struct requester *who,
+		    const uint8_t *in, size_t inlen, bool truncated, uint8_t *out)
+{
+	struct req_refusal why;
+
+	if (mgrd_decode(d->msg, kind, in, inlen, truncated, d->req, &why) < 0)
+		return mgrd_serve(d, kind, who, NULL, &why, out);
+	return mgrd_serve(d, kind, who, d->req, NULL, out);
 }

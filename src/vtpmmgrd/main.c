@@ -3,9 +3,12 @@
  * store; hands a vTPM's state key to the vtpmd its group permits, one live instance at a
  * time; records state versions and refuses rollback.
  *
- * One process, one job, one event loop: poll over the signalfd, the two listening
- * SOCK_SEQPACKET sockets (instance, admin), their connections, and the pidfds of open
- * instances and registered labels (an exited process releases what it held).
+ * Two processes (listener.h). This one, the parent, holds the root key, the store and the
+ * host TPM, and runs one event loop: poll over the signalfd, the two listening
+ * SOCK_SEQPACKET sockets (instance, admin), the admin connections, the listener's socketpair,
+ * and the pidfds of open instances and registered labels (an exited process releases what
+ * it held). It accepts and identifies instance connections but never reads them: the
+ * listener reads and decodes their datagrams and passes the requests on.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +34,9 @@
 #include "common/log.h"
 #include "vtpmmgrd/commit_batch.h"
 #include "vtpmmgrd/host_tpm.h"
+#include "vtpmmgrd/listener.h"
 #include "vtpmmgrd/manager.h"
+#include "vtpmmgrd/priv_proto.h"
 #include "vtpmmgrd/seqpacket.h"
 #include "vtpmmgrd/store.h"
 #include "vtpmmgrd/tpm_worker.h"
@@ -53,6 +58,7 @@ enum {
 };
 
 struct conn {
+	uint64_t id; /* instance connections: the listener knows it by this; never reused */
 	int fd;
 	enum req_socket kind;
 	struct peer peer;
@@ -75,6 +81,11 @@ struct server {
 	int64_t fds_logged; /* cl_now_ms() of the last "out of file descriptors" warning */
 	bool sockets_made;
 	struct commit_batch batch; /* commits of this turn, answered after one store commit */
+	struct listener lis;	   /* reads the instance connections (listener.h) */
+	uint64_t next_id;	   /* of instance connections */
+	int64_t lis_restart_ms;	   /* cl_now_ms() when a lost listener is started again */
+	uint8_t *pbuf;		   /* PRIV_MSG_MAX + 1: a message from the listener */
+	struct priv_msg *pm;	   /* it, decoded */
 };
 
 static void usage(FILE *f)
@@ -572,6 +583,12 @@ static int setup_signals(struct server *s)
 
 static void conn_close(struct server *s, size_t i)
 {
+	if (s->conns[i].kind == REQ_INSTANCE && s->lis.fd >= 0) {
+		struct priv_msg m = {.kind = PRIV_DROP, .id = s->conns[i].id};
+
+		if (priv_send(s->lis.fd, &m, -1) < 0)
+			log_warn("cannot tell the listener of a closed connection");
+	}
 	cl_remove(&s->d.limits, &s->conns[i].lim);
 	s->nconns_kind[s->conns[i].kind == REQ_ADMIN]--;
 	close(s->conns[i].fd);
@@ -752,8 +769,21 @@ static void accept_one(struct server *s, enum req_socket kind)
 		close(fd);
 		return;
 	}
+	if (kind == REQ_INSTANCE)
+		c.id = ++s->next_id;
 	s->conns[s->nconns++] = c;
 	s->nconns_kind[kind == REQ_ADMIN]++;
+	if (kind == REQ_INSTANCE) {
+		struct priv_msg m = {.kind = PRIV_CONN, .id = c.id};
+
+		if (s->lis.fd < 0 || priv_send(s->lis.fd, &m, fd) < 0) {
+			log_info("instance socket: connection of pid %ld closed: the listener is "
+				 "not running",
+				 (long)c.peer.pid);
+			conn_close(s, s->nconns - 1);
+			return;
+		}
+	}
 	log_debug("%s socket: connection from pid %ld uid %lu%s%s%s",
 		  kind == REQ_ADMIN ? "admin" : "instance", (long)c.peer.pid,
 		  (unsigned long)c.peer.uid, c.peer.trusted ? " (trusted)" : "",
@@ -800,8 +830,8 @@ static int conns_tick(struct server *s)
 	return next < 0 ? -1 : next > INT_MAX ? INT_MAX : (int)next;
 }
 
-/* Serve one datagram on connection i; -1: close it. */
-static int serve(struct server *s, size_t i)
+/* Serve one datagram on admin connection i; -1: close it. */
+static int serve_admin(struct server *s, size_t i)
 {
 	struct conn *c = &s->conns[i];
 	struct requester who = {.peer = &c->peer};
@@ -815,37 +845,27 @@ static int serve(struct server *s, size_t i)
 		return errno == EAGAIN ? 0 : -1;
 	if (n == 0)
 		return -1;
-	if (c->kind == REQ_INSTANCE &&
-	    batch_take(&s->batch, c->fd, s->rbuf, (size_t)n, truncated, who.sender_pid))
-		return 0; /* answered with the other commits of this turn (batch_flush) */
 	/* an admin request may use the host TPM: not while the TPM thread does */
-	if (c->kind == REQ_ADMIN)
-		tpm_worker_lock(s->d.worker);
-	len = mgrd_process(&s->d, c->kind, &who, s->rbuf, truncated ? MGR_MAX_MSG : (size_t)n,
+	tpm_worker_lock(s->d.worker);
+	len = mgrd_process(&s->d, REQ_ADMIN, &who, s->rbuf, truncated ? MGR_MAX_MSG : (size_t)n,
 			   truncated, s->wbuf);
-	if (c->kind == REQ_ADMIN)
-		tpm_worker_unlock(s->d.worker);
+	tpm_worker_unlock(s->d.worker);
 	if (len == 0)
 		return -1;
-	if (c->kind == REQ_INSTANCE && s->d.last.status == MGR_OK) {
-		if (s->d.last.type == MGR_CLOSE)
-			cl_unopened(&s->d.limits, &c->lim, cl_now_ms());
-		else if (s->d.last.type != MGR_COMMIT)
-			cl_opened(&s->d.limits, &c->lim); /* open, resume: never idle */
-	}
 	rc = seqpacket_send(c->fd, s->wbuf, len);
-	OPENSSL_cleanse(s->wbuf, len); /* an open's response holds a state key */
+	OPENSSL_cleanse(s->wbuf, len);
 	if (rc < 0)
 		log_info("cannot answer pid %ld: %s", (long)c->peer.pid, strerror(errno));
 	return s->d.last.close ? -1 : rc; /* malformed: answered, then closed */
 }
 
-static size_t conn_index(const struct server *s, int fd)
+/* The instance connection the listener calls id; SIZE_MAX if it is closed. */
+static size_t conn_by_id(const struct server *s, uint64_t id)
 {
 	size_t i;
 
 	for (i = 0; i < s->nconns; i++)
-		if (s->conns[i].fd == fd)
+		if (s->conns[i].id == id && s->conns[i].kind == REQ_INSTANCE)
 			return i;
 	return SIZE_MAX;
 }
@@ -869,11 +889,17 @@ static void batch_flush(struct server *s)
 		struct requester who = {.sender_pid = it->sender};
 		size_t len;
 
-		i = conn_index(s, it->fd);
+		i = conn_by_id(s, it->conn);
 		if (i == SIZE_MAX)
 			continue; /* closed meanwhile: nobody to answer */
 		who.peer = &s->conns[i].peer;
-		len = mgrd_process(d, REQ_INSTANCE, &who, it->in, it->inlen, false, s->wbuf);
+		memset(&d->req->u.inst, 0, sizeof(d->req->u.inst));
+		d->req->type = MGR_COMMIT;
+		d->req->has_label = false;
+		memcpy(d->req->u.inst.uuid, it->uuid, 16);
+		d->req->u.inst.version = it->version;
+		memcpy(d->req->u.inst.digest, it->digest, 32);
+		len = mgrd_serve(d, REQ_INSTANCE, &who, d->req, NULL, s->wbuf);
 		it->status = d->last.status;
 		it->close = d->last.close || len == 0;
 		if (len > sizeof(it->out)) {
@@ -895,14 +921,112 @@ static void batch_flush(struct server *s)
 	for (k = 0; k < b->n; k++) {
 		struct batch_item *it = &b->v[k];
 
-		i = conn_index(s, it->fd);
+		i = conn_by_id(s, it->conn);
 		if (i == SIZE_MAX)
 			continue;
-		if ((it->outlen && seqpacket_send(it->fd, it->out, it->outlen) < 0) || it->close ||
-		    !it->outlen)
+		if ((it->outlen && seqpacket_send(s->conns[i].fd, it->out, it->outlen) < 0) ||
+		    it->close || !it->outlen)
 			conn_close(s, i);
 	}
 	batch_clear(b);
+}
+
+/* Answer a request or refusal the listener passed on for connection i (not a held commit). */
+static void answer_instance(struct server *s, size_t i, const struct priv_msg *m)
+{
+	struct conn *c = &s->conns[i];
+	struct requester who = {.peer = &c->peer, .sender_pid = m->sender};
+	struct req_refusal why;
+	size_t len;
+
+	if (m->kind == PRIV_REFUSED) {
+		why = (struct req_refusal){.type = m->type, .status = m->status, .named = m->named};
+		snprintf(why.msg, sizeof(why.msg), "%s", m->text);
+		len = mgrd_serve(&s->d, REQ_INSTANCE, &who, NULL, &why, s->wbuf);
+	} else {
+		len = mgrd_serve(&s->d, REQ_INSTANCE, &who, &m->req, NULL, s->wbuf);
+	}
+	if (len == 0) {
+		conn_close(s, i);
+		return;
+	}
+	if (s->d.last.status == MGR_OK) {
+		if (s->d.last.type == MGR_CLOSE)
+			cl_unopened(&s->d.limits, &c->lim, cl_now_ms());
+		else if (s->d.last.type != MGR_COMMIT)
+			cl_opened(&s->d.limits, &c->lim); /* open, resume: never idle */
+	}
+	if (seqpacket_send(c->fd, s->wbuf, len) < 0) {
+		log_info("cannot answer pid %ld: %s", (long)c->peer.pid, strerror(errno));
+		OPENSSL_cleanse(s->wbuf, len); /* an open's response holds a state key */
+		conn_close(s, i);
+		return;
+	}
+	OPENSSL_cleanse(s->wbuf, len);
+	if (s->d.last.close)
+		conn_close(s, i); /* malformed: answered, then closed */
+}
+
+/* The listener is gone: every instance connection goes with it (vtpmd reconnects and
+ * resumes), and a new listener is started (now, or after a pause if it keeps dying). */
+static void listener_down(struct server *s)
+{
+	char err[256];
+	int wait_ms = listener_lost(&s->lis);
+	size_t i;
+
+	batch_flush(s); /* what it passed on before it went is answered */
+	for (i = s->nconns; i-- > 0;)
+		if (s->conns[i].kind == REQ_INSTANCE)
+			conn_close(s, i);
+	s->lis_restart_ms = cl_now_ms() + wait_ms;
+	if (wait_ms == 0 && listener_spawn(&s->lis, err, sizeof(err)) < 0)
+		log_warnx("cannot start the listener: %s", err);
+}
+
+/* Messages from the listener, at most a turn's worth: requests (commits are held for the
+ * batch), refusals, closed connections. */
+static void from_listener(struct server *s)
+{
+	struct priv_msg *m = s->pm;
+	char err[256];
+	ssize_t n;
+	size_t i;
+	int k;
+
+	for (k = 0; k < 4 * BATCH_MAX; k++) {
+		n = priv_recv(s->lis.fd, s->pbuf, NULL);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			listener_down(s);
+			break;
+		}
+		if (priv_decode(s->pbuf, (size_t)n, true, m, err, sizeof(err)) < 0) {
+			log_warnx("from the listener: %s: stopping it", err);
+			kill(s->lis.pid, SIGKILL);
+			listener_down(s);
+			break;
+		}
+		i = conn_by_id(s, m->id);
+		if (i == SIZE_MAX)
+			continue; /* closed here meanwhile */
+		if (m->kind == PRIV_GONE) {
+			batch_flush(s); /* its commit, if one is held, first */
+			if ((i = conn_by_id(s, m->id)) != SIZE_MAX)
+				conn_close(s, i);
+			continue;
+		}
+		if (m->kind == PRIV_REQUEST && m->type == MGR_COMMIT &&
+		    batch_take(&s->batch, m->id, m->sender, m->req.u.inst.uuid,
+			       m->req.u.inst.version, m->req.u.inst.digest))
+			continue; /* answered with the other commits of this turn */
+		/* anything else in the order it came: the commits held before it first */
+		batch_flush(s);
+		if ((i = conn_by_id(s, m->id)) != SIZE_MAX)
+			answer_instance(s, i, m);
+	}
+	OPENSSL_cleanse(m, sizeof(*m));
 }
 
 static int grow_pfds(struct server *s, size_t n)
@@ -919,7 +1043,7 @@ static int grow_pfds(struct server *s, size_t n)
 	return 0;
 }
 
-enum { P_SIG, P_INST, P_ADMIN, P_WORKER, P_FIXED };
+enum { P_SIG, P_INST, P_ADMIN, P_WORKER, P_LISTENER, P_FIXED };
 
 /* Every store change (commit, admin change, audit row) is one the counter must cover. */
 static void guard_track(struct mgrd *d)
@@ -962,6 +1086,21 @@ static int run(struct server *s)
 			rollback_tick(&d->rb, d->store, d->worker);
 			timeout = min_timeout(timeout, rollback_timeout_ms(&d->rb));
 		}
+		if (s->lis.pid == 0) {
+			int64_t left = s->lis_restart_ms - cl_now_ms();
+			char err[256];
+
+			if (left <= 0) {
+				if (listener_spawn(&s->lis, err, sizeof(err)) < 0) {
+					log_warnx("cannot start the listener: %s", err);
+					s->lis_restart_ms = cl_now_ms() + 1000;
+					left = 1000;
+				}
+			}
+			if (left > 0)
+				timeout =
+				    min_timeout(timeout, left > INT_MAX ? INT_MAX : (int)left);
+		}
 		size_t n = P_FIXED + s->nconns + d->inst.n + d->labels.n, i, k;
 		size_t conn0 = P_FIXED, pid0 = P_FIXED + s->nconns, nconns = s->nconns;
 		bool reap = false;
@@ -975,9 +1114,12 @@ static int run(struct server *s)
 		s->pfds[P_ADMIN] = (struct pollfd){.fd = s->listen_fd[1], .events = POLLIN};
 		s->pfds[P_WORKER] =
 		    (struct pollfd){.fd = tpm_worker_fd(d->worker), .events = POLLIN};
+		s->pfds[P_LISTENER] = (struct pollfd){.fd = s->lis.fd, .events = POLLIN};
+		/* instance connections are the listener's to read */
 		for (i = 0; i < s->nconns; i++)
-			s->pfds[conn0 + i] =
-			    (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
+			s->pfds[conn0 + i] = (struct pollfd){
+			    .fd = s->conns[i].kind == REQ_ADMIN ? s->conns[i].fd : -1,
+			    .events = POLLIN};
 		for (i = 0, k = pid0; i < d->inst.n; i++, k++)
 			s->pfds[k] = (struct pollfd){.fd = d->inst.v[i].pidfd, .events = POLLIN};
 		for (i = 0; i < d->labels.n; i++, k++)
@@ -1010,15 +1152,19 @@ static int run(struct server *s)
 			instances_reap(&d->inst, instance_exited, d);
 			labels_reap(&d->labels);
 		}
-		/* connections, last first: closing one moves the last into its slot */
+		/* admin connections, last first: closing one moves the last into its slot
+		 * (what the listener passed on can close instance connections: looked up
+		 * after it) */
 		for (i = nconns; i-- > 0;) {
 			short ev = s->pfds[conn0 + i].revents;
 
 			if (!ev)
 				continue;
-			if ((ev & POLLIN) ? serve(s, i) < 0 : true)
+			if ((ev & POLLIN) ? serve_admin(s, i) < 0 : true)
 				conn_close(s, i);
 		}
+		if (s->pfds[P_LISTENER].revents && s->lis.fd >= 0)
+			from_listener(s);
 		batch_flush(s);
 		if (s->pfds[P_INST].revents)
 			accept_one(s, REQ_INSTANCE);
@@ -1094,11 +1240,17 @@ static int start(struct server *s)
 		d->have_admin_gid = true;
 		d->admin_gid = gr->gr_gid;
 	}
+	if (listener_prepare(&s->lis, d->opts.listener_user, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return EXIT_START;
+	}
 	s->rbuf = malloc(MGR_MAX_MSG + 1);
 	s->wbuf = malloc(MGR_MAX_MSG);
+	s->pbuf = malloc(PRIV_MSG_MAX + 1);
+	s->pm = malloc(sizeof(*s->pm));
 	d->msg = malloc(sizeof(*d->msg));
 	d->req = malloc(sizeof(*d->req));
-	if (!s->rbuf || !s->wbuf || !d->msg || !d->req) {
+	if (!s->rbuf || !s->wbuf || !s->pbuf || !s->pm || !d->msg || !d->req) {
 		log_warnx("out of memory");
 		return EXIT_START;
 	}
@@ -1115,6 +1267,10 @@ static int start(struct server *s)
 	}
 	if (open_sockets(s) < 0 || setup_signals(s) < 0)
 		return EXIT_START;
+	if (listener_spawn(&s->lis, err, sizeof(err)) < 0) {
+		log_warnx("cannot start the listener: %s", err);
+		return EXIT_START;
+	}
 	if (write_pid(d->opts.pid_file) < 0)
 		return EXIT_START;
 	log_info("ready: instance socket %s, admin socket %s, store %s", d->opts.instance_socket,
@@ -1130,6 +1286,7 @@ static void cleanup(struct server *s)
 	tpm_worker_stop(d->worker);
 	d->worker = NULL;
 	instances_journal_close(d);
+	listener_close(&s->lis); /* it exits when its end of the socketpair closes */
 	while (s->nconns > 0)
 		conn_close(s, s->nconns - 1);
 	free(s->conns);
@@ -1152,6 +1309,8 @@ static void cleanup(struct server *s)
 	OPENSSL_cleanse(d->root_key, sizeof(d->root_key));
 	free(s->rbuf);
 	free(s->wbuf);
+	free(s->pbuf);
+	free(s->pm);
 	free(s->pfds);
 	free(d->msg);
 	free(d->req);
@@ -1163,7 +1322,10 @@ int main(int argc, char **argv)
 	char err[512];
 	int rc;
 
+	if (argc > 1 && strcmp(argv[1], LISTENER_ARG) == 0)
+		return listener_main(argc, argv);
 	s.sig_fd = s.listen_fd[0] = s.listen_fd[1] = s.ready_fd = -1;
+	s.lis.fd = s.lis.exe_fd = -1;
 	log_init("vtpmmgrd", 2, LOG_LVL_INFO);
 	if (mgrd_parse_args(argc, argv, &s.d.opts, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vtpmmgrd: %s\n", err);

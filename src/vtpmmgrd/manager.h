@@ -63,7 +63,7 @@ struct mgrd {
 	struct mgr_msg *msg;	   /* scratch: the request being parsed */
 	struct mgr_request *req;   /* scratch: the request decoded */
 	struct conn_limits limits; /* per-uid/per-pid bounds (conn_limits.h; zeroed: defaults) */
-	/* how the last mgrd_process ended, for the event loop: status of the answer, and
+	/* how the last mgrd_serve ended, for the event loop: status of the answer, and
 	 * close: the message was malformed, the connection is to be closed after the answer */
 	struct {
 		uint16_t type; /* of the request, 0 if it had none */
@@ -118,12 +118,25 @@ void instance_exited(const struct instance *in, void *arg);
 int instances_journal_open(struct mgrd *d, char *err, size_t errlen);
 void instances_journal_close(struct mgrd *d);
 
-/*
- * Process one datagram received on a socket of kind (dispatch.c): parse, decode, check the
- * socket and (admin) the peer's right, run the handler, audit, and build the response into
- * out (MGR_MAX_MSG bytes). truncated: the datagram was longer than MGR_MAX_MSG. Returns the
- * response's length; 0 if no response can be built (the connection is then closed).
- */
+/* Why a datagram is not a request this socket serves (mgrd_decode). */
+struct req_refusal {
+	uint16_t type;	 /* the datagram's type field, 0 if it had none */
+	uint32_t status; /* MGR_ERR_MALFORMED or MGR_ERR_UNKNOWN_TYPE */
+	bool named;	 /* type is a request's: counted and audited under its name */
+	char msg[REPLY_MSG_MAX];
+};
+
+/* Parse and decode one datagram received on a socket of kind (dispatch.c; no state: the
+ * listener runs it). scratch: the parsed message. truncated: the datagram was longer than
+ * MGR_MAX_MSG. 0 with req filled in, or -1 with why. */
+int mgrd_decode(struct mgr_msg *scratch, enum req_socket kind, const uint8_t *in, size_t inlen,
+		bool truncated, struct mgr_request *req, struct req_refusal *why);
+/* Answer a decoded request (why NULL), or a refusal (req NULL): check (admin) the peer's
+ * right, run the handler, count and audit, and build the response into out (MGR_MAX_MSG
+ * bytes). Returns its length; 0 if none can be built (the connection is then closed). */
+size_t mgrd_serve(struct mgrd *d, enum req_socket kind, const struct requester *who,
+		  const struct mgr_request *req, const struct req_refusal *why, uint8_t *out);
+/* mgrd_decode, then mgrd_serve: the admin socket's datagrams, which the parent reads. */
 size_t mgrd_process(struct mgrd *d, enum req_socket kind, const struct requester *who,
 		    const uint8_t *in, size_t inlen, bool truncated, uint8_t *out);
 

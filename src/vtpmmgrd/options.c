@@ -27,6 +27,7 @@ enum {
 	OPT_IDLE_TIMEOUT,
 	OPT_AUDIT_REFUSALS,
 	OPT_LIMITS_INTERVAL,
+	OPT_LISTENER_USER,
 };
 
 static const struct option longopts[] = {
@@ -35,6 +36,7 @@ static const struct option longopts[] = {
     {"instance-socket", required_argument, NULL, OPT_INSTANCE_SOCKET},
     {"admin-socket", required_argument, NULL, OPT_ADMIN_SOCKET},
     {"admin-group", required_argument, NULL, OPT_ADMIN_GROUP},
+    {"listener-user", required_argument, NULL, OPT_LISTENER_USER},
     {"nv-index", required_argument, NULL, OPT_NV_INDEX},
     {"log", required_argument, NULL, OPT_LOG},
     {"pid", required_argument, NULL, OPT_PID},
@@ -178,6 +180,11 @@ int mgrd_parse_args(int argc, char **argv, struct mgrd_opts *o, char *err, size_
 			if (nonempty("--admin-group", optarg, err, errlen) < 0)
 				return -1;
 			o->admin_group = optarg;
+			break;
+		case OPT_LISTENER_USER:
+			if (nonempty("--listener-user", optarg, err, errlen) < 0)
+				return -1;
+			o->listener_user = optarg;
 			break;
 		case OPT_NV_INDEX:
 			if (parse_u32(optarg, &o->nv_index) < 0 ||

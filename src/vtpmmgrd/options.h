@@ -25,7 +25,8 @@ struct mgrd_opts {
 	const char *store;
 	const char *instance_socket;
 	const char *admin_socket;
-	const char *admin_group; /* NULL: root only */
+	const char *admin_group;   /* NULL: root only */
+	const char *listener_user; /* NULL: vtpmmgrd if it exists, else nobody (listener.h) */
 	uint32_t nv_index;
 	bool nv_index_given;
 	const char *log_file; /* NULL: stderr */
