@@ -138,8 +138,12 @@ int listener_spawn(struct listener *l, char *err, size_t errlen)
 		_exit(127);
 	}
 	close(sp[1]);
+	/* the parent never waits on it for long (to_listener in main.c) */
+	if (fcntl(sp[0], F_SETFL, O_NONBLOCK) < 0)
+		log_warn("listener socketpair: O_NONBLOCK");
 	l->pid = pid;
 	l->fd = sp[0];
+	l->killed = false;
 	l->started_ms = mono_ms();
 	log_debug("listener started: pid %ld%s%s", (long)pid, l->switch_user ? ", user " : "",
 		  l->switch_user ? l->user : "");

@@ -43,6 +43,7 @@ struct listener {
 	uid_t uid;
 	gid_t gid;
 	char user[64];
+	bool killed;	     /* the parent killed it (it misbehaved): its loss is expected */
 	int64_t started_ms;  /* CLOCK_MONOTONIC of the last start */
 	unsigned fast_exits; /* exits within a second of their start, in a row */
 };

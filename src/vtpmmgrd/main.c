@@ -584,13 +584,40 @@ static int setup_signals(struct server *s)
 	return s->sig_fd < 0 ? -1 : 0;
 }
 
+/*
+ * Send m (with descriptor fd_pass, or -1) to the listener. Never blocks for long: a listener
+ * that takes nothing for a second (stopped, or looping) is killed, and the event loop then
+ * starts a new one (listener_down). 0, or -1 if it was not sent.
+ */
+static int to_listener(struct server *s, const struct priv_msg *m, int fd_pass)
+{
+	struct pollfd p = {.fd = s->lis.fd, .events = POLLOUT};
+
+	if (s->lis.fd < 0 || s->lis.killed)
+		return -1;
+	if (priv_send(s->lis.fd, m, fd_pass) == 0)
+		return 0;
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		if (poll(&p, 1, 1000) == 1 && (p.revents & POLLOUT) &&
+		    priv_send(s->lis.fd, m, fd_pass) == 0)
+			return 0;
+		log_warnx("the listener (pid %ld) takes nothing for 1 s: stopping it",
+			  (long)s->lis.pid);
+	} else if (errno != EPIPE && errno != ECONNRESET) {
+		log_warn("cannot write to the listener (pid %ld): stopping it", (long)s->lis.pid);
+	}
+	if (s->lis.pid > 0)
+		kill(s->lis.pid, SIGKILL);
+	s->lis.killed = true; /* its end closes: the event loop sees it and starts a new one */
+	return -1;
+}
+
 static void conn_close(struct server *s, size_t i)
 {
-	if (s->conns[i].kind == REQ_INSTANCE && s->lis.fd >= 0) {
+	if (s->conns[i].kind == REQ_INSTANCE) {
 		struct priv_msg m = {.kind = PRIV_DROP, .id = s->conns[i].id};
 
-		if (priv_send(s->lis.fd, &m, -1) < 0)
-			log_warn("cannot tell the listener of a closed connection");
+		to_listener(s, &m, -1);
 	}
 	cl_remove(&s->d.limits, &s->conns[i].lim);
 	s->nconns_kind[s->conns[i].kind == REQ_ADMIN]--;
@@ -779,7 +806,7 @@ static void accept_one(struct server *s, enum req_socket kind)
 	if (kind == REQ_INSTANCE) {
 		struct priv_msg m = {.kind = PRIV_CONN, .id = c.id};
 
-		if (s->lis.fd < 0 || priv_send(s->lis.fd, &m, fd) < 0) {
+		if (to_listener(s, &m, fd) < 0) {
 			log_info("instance socket: connection of pid %ld closed: the listener is "
 				 "not running",
 				 (long)c.peer.pid);
@@ -1008,6 +1035,7 @@ static void from_listener(struct server *s)
 		if (priv_decode(s->pbuf, (size_t)n, true, m, err, sizeof(err)) < 0) {
 			log_warnx("from the listener: %s: stopping it", err);
 			kill(s->lis.pid, SIGKILL);
+			s->lis.killed = true;
 			listener_down(s);
 			break;
 		}

@@ -16,7 +16,7 @@
 # Usage: [BUILD=build] bash tests/integration/mgr_privsep.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-need_tool swtpm jq timeout strace ss || t_done
+need_tool swtpm jq timeout strace ss python3 || t_done
 for f in "$BUILD/vtpmd" "$BUILD/vtpmmgrd" "$BUILD/vtpmctl" "$BUILD/tests/tools/mgrc" "$BUILD/tests/tools/tpmc"; do
   [ -x "$f" ] || { t_fail build "$f is not an executable (run make first)"; t_done; }
 done
@@ -182,6 +182,38 @@ if start_vtpmd && [ "$(tpmc nvread "$NV" 2>"$W/tpmc.err")" = 2 ]; then t_pass pr
 fi
 kill -TERM "$VPID"
 _reap "$VPID" 10
+
+# a stopped listener does not stop the manager: once it has taken nothing for a second, the
+# parent kills it and starts another; the admin socket is served meanwhile
+wait_listener || true
+OLD=$L
+kill -STOP "$OLD"
+python3 - "$I" <<'PY' &
+import signal, socket, sys, time
+signal.alarm(20)
+conns = []
+for _ in range(1500):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:  # a blocking connect: it waits while the backlog is full
+        s.connect(sys.argv[1])
+    except OSError:
+        break
+    conns.append(s)
+time.sleep(4)
+PY
+FLOOD=$!
+_t_pids+=("$FLOOD")
+ctl --json host status
+t_eq privsep-admin-served-while-listener-stopped 0 "$RC"
+if wait_listener "$OLD" && for ((k = 0; k < 100; k++)); do grep -q "the listener (pid $OLD) takes nothing for 1 s" "$W/vtpmmgrd.log" && break; sleep 0.1; done &&
+  grep -q "the listener (pid $OLD) takes nothing for 1 s" "$W/vtpmmgrd.log"; then
+  t_pass privsep-stopped-listener-replaced
+else
+  t_fail privsep-stopped-listener-replaced "listener ${L:-none}; $(lastline "$W/vtpmmgrd.log")"
+fi
+_reap "$FLOOD" 10
+OUT=$(timeout 10 "$BUILD/tests/tools/mgrc" -s "$I" --raw 02020000000000ff 2>&1)
+t_eq privsep-served-after-replacement 1 "$?"
 
 # a clean stop takes the listener with it
 L=$(listener_pid)
