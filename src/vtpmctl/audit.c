@@ -3,6 +3,7 @@
  */
 #include <string.h>
 
+#include "common/parse_num.h"
 #include "vtpmctl/vtpmctl.h"
 
 #define AUDIT_DEFAULT_COUNT 20
@@ -54,8 +55,9 @@ int cmd_audit(struct ctl *c, int argc, char **argv)
 		case OPT_DASHDASH:
 			return ctl_usage(c, it.cmd, "audit takes no arguments");
 		case O_COUNT:
-			if (parse_u32_arg(val, 1, AUDIT_MAX_COUNT, &count, err, sizeof(err)) < 0)
-				return ctl_usage(c, it.cmd, "--count: %s", err);
+			if (parse_num_u32("--count", val, NUM_DEC, 1, AUDIT_MAX_COUNT, &count, err,
+					  sizeof(err)) < 0)
+				return ctl_usage(c, it.cmd, "%s", err);
 			break;
 		default:
 			rc = ctl_global_opt(c, &it, id, val, ctl_audit_help);

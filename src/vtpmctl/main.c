@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "common/parse_num.h"
 #include "vtpmctl/vtpmctl.h"
 
 const char ctl_main_help[] =
@@ -197,8 +198,8 @@ int ctl_global_opt(struct ctl *c, struct argiter *it, int id, const char *val, c
 		c->admin_socket = val;
 		return 0;
 	case GOPT_TIMEOUT:
-		if (parse_u32_arg(val, 1, 3600, &secs, err, sizeof(err)) < 0)
-			return ctl_usage(c, it->cmd, "--timeout: %s", err);
+		if (parse_num_u32("--timeout", val, NUM_DEC, 1, 3600, &secs, err, sizeof(err)) < 0)
+			return ctl_usage(c, it->cmd, "%s", err);
 		c->timeout_ms = (int)secs * 1000;
 		return 0;
 	default:
@@ -408,34 +409,6 @@ int parse_hex_digest(const char *s, uint8_t out[32], char *err, size_t errlen)
 	}
 	for (i = 0; i < 32; i++)
 		out[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
-	return 0;
-}
-
-int parse_u32_arg(const char *s, uint32_t min, uint32_t max, uint32_t *out, char *err,
-		  size_t errlen)
-{
-	unsigned long long v = 0;
-	size_t i, n = strlen(s);
-	char shown[40];
-
-	out_sanitize(s, n < 24 ? n : 24, shown, sizeof(shown));
-	if (n == 0 || n > 10) {
-		snprintf(err, errlen, "'%s' is not a number from %u to %u", shown, min, max);
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9') {
-			snprintf(err, errlen, "'%s' is not a number from %u to %u", shown, min,
-				 max);
-			return -1;
-		}
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (v < min || v > max) {
-		snprintf(err, errlen, "%s is out of range (%u to %u)", shown, min, max);
-		return -1;
-	}
-	*out = (uint32_t)v;
 	return 0;
 }
 

@@ -197,8 +197,6 @@ void put_group_ref(struct mgr_builder *b, const char *s);
 int check_label(const char *s, bool pattern, char *err, size_t errlen);
 int parse_uuid_arg(const char *s, uint8_t out[16], char *err, size_t errlen);
 int parse_hex_digest(const char *s, uint8_t out[32], char *err, size_t errlen);
-int parse_u32_arg(const char *s, uint32_t min, uint32_t max, uint32_t *out, char *err,
-		  size_t errlen);
 int check_socket_path(const char *s, char *err, size_t errlen);
 
 /* ---- command families ---- */

@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 
 #include "common/cursor.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "common/mgr_proto.h"
 #include "common/sock.h"
@@ -53,6 +54,8 @@ struct vtpmd {
 	int data_listen;
 	int lock_fd;
 	int sig_fd;
+	int ready_fd;		  /* --daemon: tells the waiting parent the start-up result */
+	bool pid_written;	  /* --pid file=: ours to remove at exit */
 	bool data_from_server_fd; /* --server type=...,fd=N: one connection for our life */
 	bool ctrl_from_clientfd;
 	uint8_t *cbuf;
@@ -110,7 +113,8 @@ static void usage(FILE *f)
 	    "                             log destination (default stderr); level 1 warnings,\n"
 	    "                             2-4 information, 5 and up debug\n"
 	    "  --pid file=PATH|fd=N       write the process id\n"
-	    "  -d, --daemon               detach after the sockets are ready\n"
+	    "  -d, --daemon               detach after the sockets are ready (the parent exits\n"
+	    "                             with the start-up result: 0, 1 or 2)\n"
 	    "  -t, --terminate            exit when the data channel client hangs up\n"
 	    "  --seccomp action=kill|log|none\n"
 	    "                             system call filter loaded once start-up is over\n"
@@ -190,10 +194,7 @@ static int setup_log(const struct vtpmd_opts *o)
 	int fd = 2;
 
 	if (o->log_file) {
-		fd = sandbox_open_nofollow("log file", o->log_file,
-					   O_WRONLY | O_CREAT | O_APPEND |
-					       (o->log_truncate ? O_TRUNC : 0),
-					   0640, true, err, sizeof(err));
+		fd = daemon_open_log(o->log_file, o->log_truncate, err, sizeof(err));
 		if (fd < 0) {
 			fprintf(stderr, "vtpmd: %s\n", err);
 			return -1;
@@ -213,8 +214,8 @@ static int lock_state_dir(struct vtpmd *d)
 	char path[4096], err[512];
 
 	snprintf(path, sizeof(path), "%s/.lock", d->opts.state_dir);
-	d->lock_fd = sandbox_open_nofollow("lock file", path, O_RDWR | O_CREAT, 0640, false, err,
-					   sizeof(err));
+	d->lock_fd = daemon_open_nofollow("lock file", path, O_RDWR | O_CREAT, 0640, false, err,
+					  sizeof(err));
 	if (d->lock_fd < 0) {
 		log_warnx("%s", err);
 		return 1;
@@ -398,55 +399,6 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-static int write_pid(const struct vtpmd_opts *o)
-{
-	char buf[32], err[512];
-	int n, fd = o->pid_fd;
-
-	if (!o->pid_file && o->pid_fd < 0)
-		return 0;
-	n = snprintf(buf, sizeof(buf), "%ld", (long)getpid());
-	if (o->pid_file) {
-		/* swtpm overwrites an existing pid file; vtpmd too, but never through a link. */
-		fd = sandbox_open_nofollow("pid file", o->pid_file, O_WRONLY | O_CREAT | O_TRUNC,
-					   0644, false, err, sizeof(err));
-		if (fd < 0) {
-			log_warnx("%s", err);
-			return -1;
-		}
-	}
-	if (sock_write_full(fd, buf, (size_t)n) < 0) {
-		log_warn("cannot write the pid");
-		n = -1;
-	}
-	close(fd);
-	return n < 0 ? -1 : 0;
-}
-
-static int daemonize(void)
-{
-	pid_t pid = fork();
-	int nul;
-
-	if (pid < 0) {
-		log_warn("fork");
-		return -1;
-	}
-	if (pid > 0)
-		_exit(0);
-	setsid();
-	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (nul >= 0) {
-		dup2(nul, 0);
-		dup2(nul, 1);
-		if (log_fd() != 2)
-			dup2(nul, 2);
-		if (nul > 2)
-			close(nul);
-	}
-	return 0;
-}
-
 /* Read one whole control request; answer it. Returns -1 when the connection must close. */
 /* Move the control buffer to a new one of cap bytes, keeping the first keep bytes; the old
  * one held state blobs: cleansed, never left in freed memory as realloc would. */
@@ -584,21 +536,6 @@ static void data_close(struct vtpmd *d)
 	d->dhave = 0;
 }
 
-static int setup_signals(struct vtpmd *d)
-{
-	sigset_t set;
-
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-		return -1;
-	d->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
-	return d->sig_fd < 0 ? -1 : 0;
-}
-
 enum { P_SIG, P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_MGR, P_N };
 
 static int run(struct vtpmd *d)
@@ -660,14 +597,15 @@ static int run(struct vtpmd *d)
 	}
 }
 
-/* The files vtpmd made and removes when it stops: its unix sockets and pid file. */
+/* The files vtpmd made and removes when it stops: its unix sockets and pid file (only one it
+ * wrote: a refused start leaves another's pid file, or a planted link, alone). */
 static void remove_files(struct vtpmd *d)
 {
 	if (d->opts.ctrl.type == CHAN_UNIX_PATH)
 		unlink(d->opts.ctrl.path);
 	if (d->opts.server.type == CHAN_UNIX_PATH)
 		unlink(d->opts.server.path);
-	if (d->opts.pid_file)
+	if (d->opts.pid_file && d->pid_written)
 		unlink(d->opts.pid_file);
 }
 
@@ -711,6 +649,8 @@ static void cleanup(struct vtpmd *d)
 
 static int start(struct vtpmd *d)
 {
+	static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
+	char err[512];
 	uint32_t res;
 	int data_conn = -1, rc;
 
@@ -735,8 +675,13 @@ static int start(struct vtpmd *d)
 	d->ctrl_from_clientfd = d->ctrl_conn >= 0;
 	d->cbuf_cap = 8192;
 	d->cbuf = malloc(d->cbuf_cap);
-	if (!d->cbuf || setup_signals(d) < 0) {
-		log_warn("start-up");
+	if (!d->cbuf) {
+		log_warnx("out of memory");
+		return 1;
+	}
+	d->sig_fd = daemon_signalfd(stop_signals, 3, 0, err, sizeof(err));
+	if (d->sig_fd < 0) {
+		log_warnx("%s", err);
 		return 1;
 	}
 	if (d->mgr)
@@ -751,12 +696,20 @@ static int start(struct vtpmd *d)
 		if (res != 0 && res != 0x100 /* TPM_RC_INITIALIZE: resumed from volatile */)
 			log_warnx("TPM2_Startup returned 0x%x", res);
 	}
-	if (d->opts.daemon && daemonize() < 0)
-		return 1;
-	if (d->opts.daemon)
+	if (d->opts.daemon) {
+		/* the parent exits with the start-up result (daemon_ready in main) */
+		if (daemon_start(&d->ready_fd, 1, err, sizeof(err)) < 0) {
+			log_warnx("%s", err);
+			return 1;
+		}
 		sandbox_relock_after_fork(&d->mem, d, sizeof(*d)); /* locks are not inherited */
-	if (write_pid(&d->opts) < 0)
+	}
+	/* swtpm overwrites an existing pid file; vtpmd too, but never through a link. */
+	if (daemon_write_pid(d->opts.pid_file, d->opts.pid_fd, false, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
 		return 1;
+	}
+	d->pid_written = true;
 	log_info("ready: state in %s, state version %llu", d->opts.state_dir,
 		 (unsigned long long)state_store_version(d->store));
 	return 0;
@@ -799,7 +752,7 @@ int main(int argc, char **argv)
 	if (!d)
 		return 1;
 	d->mem = mem;
-	d->ctrl_listen = d->ctrl_conn = d->data_listen = d->lock_fd = d->sig_fd = -1;
+	d->ctrl_listen = d->ctrl_conn = d->data_listen = d->lock_fd = d->sig_fd = d->ready_fd = -1;
 	d->ctrl.data_fd = -1;
 	if (vtpmd_parse_args(argc, argv, &d->opts, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vtpmd: %s\n", err);
@@ -832,6 +785,9 @@ int main(int argc, char **argv)
 	if (setup_log(&d->opts) < 0)
 		goto out;
 	rc = start(d);
+	/* --daemon: the parent exits now, with rc; the seccomp filter below does not allow the
+	 * dup2 that detaches stdio */
+	daemon_ready(&d->ready_fd, rc);
 	if (rc == 0) {
 		sandbox_report_memory(&d->mem);
 		if (sandbox_seccomp(d->opts.seccomp, err, sizeof(err)) < 0) {

@@ -1,8 +1,8 @@
 #include "vtpmd/options.h"
 
 #include "common/mgr_proto.h"
+#include "common/parse_num.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,28 +100,22 @@ static bool kv_has(const struct kvlist *l, const char *key)
 	return kv_get(l, key) != NULL;
 }
 
-static int parse_ulong(const char *opt, const char *what, const char *s, int base,
-		       unsigned long max, unsigned long *out, char *err, size_t errlen)
+/* The number of parameter key of option opt, 0..max (parse_num.h); messages name both
+ * ("--ctrl port: ..."). */
+static int parse_param(const char *opt, const char *key, const char *s, enum num_base base,
+		       uint32_t max, uint32_t *out, char *err, size_t errlen)
 {
-	char *end;
-	unsigned long v;
+	char name[64];
 
-	if (!s || !*s || *s == '-' || *s == '+')
-		return fail(err, errlen, "%s: %s needs a number", opt, what);
-	errno = 0;
-	v = strtoul(s, &end, base);
-	if (errno || *end || v > max)
-		return fail(err, errlen, "%s: %s='%s' is not a number in 0..%lu", opt, what, s,
-			    max);
-	*out = v;
-	return 0;
+	snprintf(name, sizeof(name), "%s %s", opt, key);
+	return parse_num_u32(name, s, base, 0, max, out, err, errlen);
 }
 
 static int parse_fd(const char *opt, const char *s, int *fd, char *err, size_t errlen)
 {
-	unsigned long v;
+	uint32_t v;
 
-	if (parse_ulong(opt, "fd", s, 10, 65535, &v, err, errlen) < 0)
+	if (parse_param(opt, "fd", s, NUM_DEC, 65535, &v, err, errlen) < 0)
 		return -1;
 	*fd = (int)v;
 	return 0;
@@ -129,9 +123,9 @@ static int parse_fd(const char *opt, const char *s, int *fd, char *err, size_t e
 
 static int parse_mode(const char *opt, const char *s, mode_t *mode, char *err, size_t errlen)
 {
-	unsigned long v;
+	uint32_t v;
 
-	if (parse_ulong(opt, "mode", s, 8, 0777, &v, err, errlen) < 0)
+	if (parse_param(opt, "mode", s, NUM_OCT, 0777, &v, err, errlen) < 0)
 		return -1;
 	*mode = (mode_t)v;
 	return 0;
@@ -166,7 +160,7 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 				    : "type path mode uid gid port bindaddr fd disconnect";
 	struct kvlist l;
 	const char *type, *v;
-	unsigned long n;
+	uint32_t n;
 	int rc = -1;
 
 	if (kv_split(opt, arg, &l, err, errlen) < 0 || kv_check(opt, &l, known, err, errlen) < 0)
@@ -221,7 +215,7 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 				fail(err, errlen, "%s: type=tcp needs port= or fd=", opt);
 				goto out;
 			}
-			if (parse_ulong(opt, "port", v, 10, 65535, &n, err, errlen) < 0)
+			if (parse_param(opt, "port", v, NUM_DEC, 65535, &n, err, errlen) < 0)
 				goto out;
 			c->port = (uint16_t)n;
 		}
@@ -240,12 +234,12 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 	if ((v = kv_get(&l, "mode")) && parse_mode(opt, v, &c->mode, err, errlen) < 0)
 		goto out;
 	if ((v = kv_get(&l, "uid"))) {
-		if (parse_ulong(opt, "uid", v, 10, 0xfffffffe, &n, err, errlen) < 0)
+		if (parse_param(opt, "uid", v, NUM_DEC, 0xfffffffe, &n, err, errlen) < 0)
 			goto out;
 		c->uid = (uid_t)n;
 	}
 	if ((v = kv_get(&l, "gid"))) {
-		if (parse_ulong(opt, "gid", v, 10, 0xfffffffe, &n, err, errlen) < 0)
+		if (parse_param(opt, "gid", v, NUM_DEC, 0xfffffffe, &n, err, errlen) < 0)
 			goto out;
 		c->gid = (gid_t)n;
 	}
@@ -371,7 +365,7 @@ static int parse_log(const char *arg, struct vtpmd_opts *o, char *err, size_t er
 	static const char opt[] = "--log";
 	struct kvlist l;
 	const char *v;
-	unsigned long n;
+	uint32_t n;
 	int rc = -1;
 
 	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
@@ -382,7 +376,7 @@ static int parse_log(const char *arg, struct vtpmd_opts *o, char *err, size_t er
 	if ((v = kv_get(&l, "fd")) && parse_fd(opt, v, &o->log_fd, err, errlen) < 0)
 		goto out;
 	if ((v = kv_get(&l, "level"))) {
-		if (parse_ulong(opt, "level", v, 10, 100, &n, err, errlen) < 0)
+		if (parse_param(opt, "level", v, NUM_DEC, 100, &n, err, errlen) < 0)
 			goto out;
 		o->log_level = (int)n;
 	}

@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 
 #include "common/log.h"
+#include "common/parse_num.h"
 
 /* Room to grow that locking everything must leave under RLIMIT_MEMLOCK: with MCL_FUTURE,
  * every later mapping counts against the limit, and one over it fails the allocation
@@ -193,45 +194,10 @@ void sandbox_secret_free(void *p, size_t len)
 	munmap(p, sz); /* also unlocks; munlock is not in the seccomp list */
 }
 
-int sandbox_open_nofollow(const char *what, const char *path, int flags, mode_t mode,
-			  bool allow_chr, char *err, size_t errlen)
-{
-	struct stat st;
-	int fd, fl;
-
-	/* O_NONBLOCK: a FIFO planted at path must not hang the open; cleared below. */
-	fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode);
-	if (fd < 0) {
-		int e = errno;
-		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
-			return fail(err, errlen,
-				    "refusing the %s %s: it is a symbolic link (vtpmd does not "
-				    "follow links to the files it writes)",
-				    what, path);
-		if (e == ENXIO && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
-			return fail(err, errlen, "refusing the %s %s: it is not a regular file",
-				    what, path);
-		return fail(err, errlen, "cannot open the %s %s: %s", what, path, strerror(e));
-	}
-	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || (allow_chr && S_ISCHR(st.st_mode)))) {
-		close(fd);
-		return fail(err, errlen, "refusing the %s %s: it is not a regular file", what,
-			    path);
-	}
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-		int e = errno;
-		close(fd);
-		return fail(err, errlen, "cannot open the %s %s: %s", what, path, strerror(e));
-	}
-	return fd;
-}
-
 int sandbox_resolve_user(const char *spec, struct sandbox_user *u, char *err, size_t errlen)
 {
 	struct passwd *pw;
-	unsigned long n;
-	char *end;
+	uint32_t n;
 	int ng;
 
 	memset(u, 0, sizeof(*u));
@@ -240,17 +206,15 @@ int sandbox_resolve_user(const char *spec, struct sandbox_user *u, char *err, si
 			    "--runas %s: only root can change to another user (vtpmd runs as uid "
 			    "%u); start it as root or drop --runas",
 			    spec, (unsigned)geteuid());
-	errno = 0;
-	n = strtoul(spec, &end, 10);
-	if (*spec >= '0' && *spec <= '9' && !*end) {
+	if (*spec && strspn(spec, "0123456789") == strlen(spec)) {
 		/* A number is the uid and the gid, as in swtpm; no supplementary groups. */
-		if (errno || n >= 0xffffffffUL)
-			return fail(err, errlen, "--runas %s: uid out of range", spec);
+		if (parse_num_u32("--runas", spec, NUM_DEC, 0, 0xfffffffe, &n, err, errlen) < 0)
+			return -1;
 		u->uid = (uid_t)n;
 		u->gid = (gid_t)n;
 		u->groups[0] = u->gid;
 		u->ngroups = 1;
-		snprintf(u->name, sizeof(u->name), "%lu", n);
+		snprintf(u->name, sizeof(u->name), "%u", (unsigned)n);
 		return 0;
 	}
 	pw = getpwnam(spec);

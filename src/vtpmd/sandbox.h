@@ -42,12 +42,6 @@ void *sandbox_secret_alloc(size_t len);
 /* Cleanse and unmap a region from sandbox_secret_alloc (NULL is fine). */
 void sandbox_secret_free(void *p, size_t len);
 
-/* open(2) that never follows a symbolic link in the last component and opens only a
- * regular file (or a character device such as /dev/null when allow_chr). what names the
- * file in the message ("log file", "pid file"). Returns the fd or -1 with err set. */
-int sandbox_open_nofollow(const char *what, const char *path, int flags, mode_t mode,
-			  bool allow_chr, char *err, size_t errlen);
-
 /* The user of --runas, resolved before the chroot (the chroot needs no /etc/passwd). */
 struct sandbox_user {
 	uid_t uid;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/parse_num.h"
 #include "common/seccomp_filter.h"
 #include "vtpmmgrd/manager.h"
 #include "vtpmmgrd/priv_proto.h"
@@ -445,25 +446,23 @@ static int serve(struct lstate *s)
 	}
 }
 
-static int arg_long(const char *s, long lo, long hi, long *v)
+static int arg_num(const char *s, int64_t lo, int64_t hi, int64_t *v)
 {
-	char *end;
+	char err[128];
 
-	errno = 0;
-	*v = strtol(s, &end, 10);
-	return errno || end == s || *end || *v < lo || *v > hi ? -1 : 0;
+	return parse_num_i64("listener argument", s, lo, hi, v, err, sizeof(err));
 }
 
 int listener_main(int argc, char **argv)
 {
 	struct lstate s = {.priv = PRIV_FD};
-	long logfd, level, uid, gid;
+	int64_t logfd, level, uid, gid;
 	int rc;
 
-	if (argc != 6 || arg_long(argv[2], -1, INT_MAX, &logfd) < 0 ||
-	    arg_long(argv[3], 0, LOG_LVL_DEBUG, &level) < 0 ||
-	    arg_long(argv[4], -1, INT32_MAX, &uid) < 0 ||
-	    arg_long(argv[5], -1, INT32_MAX, &gid) < 0) {
+	if (argc != 6 || arg_num(argv[2], -1, INT_MAX, &logfd) < 0 ||
+	    arg_num(argv[3], 0, LOG_LVL_DEBUG, &level) < 0 ||
+	    arg_num(argv[4], -1, INT32_MAX, &uid) < 0 ||
+	    arg_num(argv[5], -1, INT32_MAX, &gid) < 0) {
 		fprintf(stderr, "vtpmmgrd: %s is vtpmmgrd's own; not for use by hand\n",
 			LISTENER_ARG);
 		return 1;

@@ -31,6 +31,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/daemon.h"
 #include "common/log.h"
 #include "vtpmmgrd/commit_batch.h"
 #include "vtpmmgrd/host_tpm.h"
@@ -169,108 +170,17 @@ static void usage(FILE *f)
 
 static int setup_log(const struct mgrd_opts *o)
 {
+	char err[512];
 	int fd = 2;
 
 	if (o->log_file) {
-		fd = open(o->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+		fd = daemon_open_log(o->log_file, false, err, sizeof(err));
 		if (fd < 0) {
-			fprintf(stderr, "vtpmmgrd: cannot open log file %s: %s\n", o->log_file,
-				strerror(errno));
+			fprintf(stderr, "vtpmmgrd: %s\n", err);
 			return -1;
 		}
 	}
 	log_init("vtpmmgrd", fd, o->log_level);
-	return 0;
-}
-
-/* --daemon: fork; the parent waits for the child's start-up result and exits with it. */
-static int daemon_start(struct server *s)
-{
-	int p[2];
-	pid_t pid;
-	uint8_t code = EXIT_START;
-
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		log_warn("pipe");
-		return -1;
-	}
-	pid = fork();
-	if (pid < 0) {
-		log_warn("fork");
-		return -1;
-	}
-	if (pid > 0) {
-		close(p[1]);
-		while (read(p[0], &code, 1) < 0 && errno == EINTR)
-			;
-		_exit(code);
-	}
-	close(p[0]);
-	s->ready_fd = p[1];
-	setsid();
-	return 0;
-}
-
-static void daemon_ready(struct server *s, int code)
-{
-	uint8_t c = (uint8_t)code;
-	int nul;
-
-	if (s->ready_fd < 0)
-		return;
-	if (write(s->ready_fd, &c, 1) < 0) {
-		/* the parent is gone; nothing to tell */
-	}
-	close(s->ready_fd);
-	s->ready_fd = -1;
-	if (code != EXIT_OK)
-		return;
-	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (nul >= 0) {
-		dup2(nul, 0);
-		dup2(nul, 1);
-		if (log_fd() != 2)
-			dup2(nul, 2);
-		if (nul > 2)
-			close(nul);
-	}
-}
-
-static int write_pid(const char *path)
-{
-	char buf[32];
-	int fd, n;
-
-	if (!path)
-		return 0;
-	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, buf, (size_t)n) != n) {
-		log_warn("cannot write pid file %s", path);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return 0;
-}
-
-/* Create the parent directory of path if it is missing (one level, mode). */
-static int make_parent(const char *path, mode_t mode)
-{
-	char dir[4096];
-	char *slash;
-
-	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return 0;
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
-	if (mkdir(dir, mode) < 0 && errno != EEXIST) {
-		log_warn("cannot create directory %s", dir);
-		return -1;
-	}
 	return 0;
 }
 
@@ -508,8 +418,10 @@ static int open_store_and_tpm(struct mgrd *d)
 	char err[1024];
 	int rc;
 
-	if (make_parent(d->opts.store, 0700) < 0)
+	if (daemon_make_parent(d->opts.store, 0700, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
 		return EXIT_START;
+	}
 	rc = store_open(&d->store, d->opts.store, NULL, err, sizeof(err));
 	if (rc != STORE_OK) {
 		log_warnx("cannot open the store %s: %s", d->opts.store, err);
@@ -549,9 +461,11 @@ static int open_sockets(struct server *s)
 	struct mgrd *d = &s->d;
 	char err[512];
 
-	if (make_parent(d->opts.instance_socket, 0755) < 0 ||
-	    make_parent(d->opts.admin_socket, 0755) < 0)
+	if (daemon_make_parent(d->opts.instance_socket, 0755, err, sizeof(err)) < 0 ||
+	    daemon_make_parent(d->opts.admin_socket, 0755, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
 		return -1;
+	}
 	s->listen_fd[0] =
 	    seqpacket_listen(d->opts.instance_socket, 0666, (gid_t)-1, err, sizeof(err));
 	if (s->listen_fd[0] < 0) {
@@ -569,18 +483,15 @@ static int open_sockets(struct server *s)
 	return 0;
 }
 
+/* The stop signals (SIGTERM, SIGINT, SIGHUP), read in the event loop. */
 static int setup_signals(struct server *s)
 {
-	sigset_t set;
+	static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
+	char err[256];
 
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-		return -1;
-	s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	s->sig_fd = daemon_signalfd(stop_signals, 3, SFD_NONBLOCK, err, sizeof(err));
+	if (s->sig_fd < 0)
+		log_warnx("%s", err);
 	return s->sig_fd < 0 ? -1 : 0;
 }
 
@@ -1254,8 +1165,10 @@ static int start(struct server *s)
 
 	umask(077);
 	raise_fd_limit();
-	if (d->opts.daemon && daemon_start(s) < 0)
+	if (d->opts.daemon && daemon_start(&s->ready_fd, EXIT_START, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
 		return EXIT_START;
+	}
 	/* keys live in locked memory; no core dumps, no ptrace by non-root */
 	if (prctl(PR_SET_DUMPABLE, 0) < 0)
 		log_warn("prctl(PR_SET_DUMPABLE)");
@@ -1302,11 +1215,13 @@ static int start(struct server *s)
 		log_warnx("cannot start the listener: %s", err);
 		return EXIT_START;
 	}
-	if (write_pid(d->opts.pid_file) < 0)
+	if (daemon_write_pid(d->opts.pid_file, -1, true, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
 		return EXIT_START;
+	}
 	log_info("ready: instance socket %s, admin socket %s, store %s", d->opts.instance_socket,
 		 d->opts.admin_socket, d->opts.store);
-	daemon_ready(s, EXIT_OK);
+	daemon_ready(&s->ready_fd, EXIT_OK);
 	return EXIT_OK;
 }
 
@@ -1379,7 +1294,7 @@ int main(int argc, char **argv)
 		if (rc == EXIT_OK)
 			stop_clean(&s.d);
 	} else {
-		daemon_ready(&s, rc);
+		daemon_ready(&s.ready_fd, rc);
 	}
 	cleanup(&s);
 	return rc;

@@ -1,12 +1,12 @@
 #include "vtpmmgrd/options.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "common/parse_num.h"
 #include "vtpmmgrd/host_tpm.h"
 #include "vtpmmgrd/rollback.h"
 
@@ -54,26 +54,11 @@ static const struct option longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
-static int parse_u32(const char *s, uint32_t *v)
-{
-	unsigned long long x;
-	char *end;
-
-	if (!*s || *s == '-' || *s == '+')
-		return -1;
-	errno = 0;
-	x = strtoull(s, &end, 0);
-	if (errno || *end || x > UINT32_MAX)
-		return -1;
-	*v = (uint32_t)x;
-	return 0;
-}
-
 /* --log file=PATH[,level=N] | level=N: the path is everything after "file=" up to a
  * ",level=" (so a path may hold commas otherwise). */
 static int parse_log(char *arg, struct mgrd_opts *o, char *err, size_t errlen)
 {
-	char *lvl = NULL, *file = NULL;
+	char *lvl = NULL, *file = NULL, why[128];
 	uint32_t n;
 
 	if (strncmp(arg, "file=", 5) == 0) {
@@ -101,7 +86,7 @@ static int parse_log(char *arg, struct mgrd_opts *o, char *err, size_t errlen)
 		o->log_file = file;
 	}
 	if (lvl) {
-		if (parse_u32(lvl, &n) < 0 || n > LOG_LVL_DEBUG) {
+		if (parse_num_u32(NULL, lvl, NUM_DEC, 0, LOG_LVL_DEBUG, &n, why, sizeof(why)) < 0) {
 			snprintf(
 			    err, errlen,
 			    "--log: level '%s' is not 0 (errors), 1 (warnings), 2 (information) "
@@ -111,20 +96,6 @@ static int parse_log(char *arg, struct mgrd_opts *o, char *err, size_t errlen)
 		}
 		o->log_level = (int)n;
 	}
-	return 0;
-}
-
-/* A number option of the connection limits: 0..max (min..max when min > 0). */
-static int parse_limit(const char *opt, const char *v, uint32_t min, uint32_t max, unsigned *out,
-		       char *err, size_t errlen)
-{
-	uint32_t n;
-
-	if (parse_u32(v, &n) < 0 || n < min || n > max) {
-		snprintf(err, errlen, "%s '%s': expected a number from %u to %u", opt, v, min, max);
-		return -1;
-	}
-	*out = n;
 	return 0;
 }
 
@@ -187,14 +158,10 @@ int mgrd_parse_args(int argc, char **argv, struct mgrd_opts *o, char *err, size_
 			o->listener_user = optarg;
 			break;
 		case OPT_NV_INDEX:
-			if (parse_u32(optarg, &o->nv_index) < 0 ||
-			    o->nv_index < HOST_TPM_NV_FIRST || o->nv_index > HOST_TPM_NV_LAST) {
-				snprintf(err, errlen,
-					 "--nv-index '%s': not an NV index in the owner range "
-					 "0x%08x..0x%08x",
-					 optarg, HOST_TPM_NV_FIRST, HOST_TPM_NV_LAST);
+			/* an NV index in the owner range, hexadecimal as documented */
+			if (parse_num_u32("--nv-index", optarg, NUM_DEC_HEX, HOST_TPM_NV_FIRST,
+					  HOST_TPM_NV_LAST, &o->nv_index, err, errlen) < 0)
 				return -1;
-			}
 			o->nv_index_given = true;
 			break;
 		case OPT_LOG:
@@ -213,14 +180,9 @@ int mgrd_parse_args(int argc, char **argv, struct mgrd_opts *o, char *err, size_
 			}
 			break;
 		case OPT_GUARD_INTERVAL:
-			if (parse_u32(optarg, &o->guard_interval_ms) < 0 ||
-			    o->guard_interval_ms < 10 || o->guard_interval_ms > 3600000) {
-				snprintf(err, errlen,
-					 "--guard-interval '%s': milliseconds between counter "
-					 "advances, 10..3600000",
-					 optarg);
+			if (parse_num_u32("--guard-interval", optarg, NUM_DEC, 10, 3600000,
+					  &o->guard_interval_ms, err, errlen) < 0)
 				return -1;
-			}
 			break;
 		case OPT_PID:
 			if (strncmp(optarg, "file=", 5) != 0 || !optarg[5]) {
@@ -230,37 +192,39 @@ int mgrd_parse_args(int argc, char **argv, struct mgrd_opts *o, char *err, size_
 			o->pid_file = optarg + 5;
 			break;
 		case OPT_MAX_CONNS:
-			if (parse_limit("--max-conns", optarg, 1, CL_MAX_MAX_CONNS,
-					&o->limits.max_conns, err, errlen) < 0)
+			if (parse_num_u32("--max-conns", optarg, NUM_DEC, 1, CL_MAX_MAX_CONNS,
+					  &o->limits.max_conns, err, errlen) < 0)
 				return -1;
 			break;
 		case OPT_MAX_PER_PID:
-			if (parse_limit("--max-conns-per-pid", optarg, 0, 65536,
-					&o->limits.max_per_pid, err, errlen) < 0)
+			if (parse_num_u32("--max-conns-per-pid", optarg, NUM_DEC, 0, 65536,
+					  &o->limits.max_per_pid, err, errlen) < 0)
 				return -1;
 			break;
 		case OPT_MAX_PER_UID:
-			if (parse_limit("--max-conns-per-uid", optarg, 0, 65536,
-					&o->limits.max_per_uid, err, errlen) < 0)
+			if (parse_num_u32("--max-conns-per-uid", optarg, NUM_DEC, 0, 65536,
+					  &o->limits.max_per_uid, err, errlen) < 0)
 				return -1;
 			break;
 		case OPT_IDLE_TIMEOUT: {
-			unsigned s;
+			uint32_t s;
 
-			if (parse_limit("--idle-timeout", optarg, 0, 86400, &s, err, errlen) < 0)
+			if (parse_num_u32("--idle-timeout", optarg, NUM_DEC, 0, 86400, &s, err,
+					  errlen) < 0)
 				return -1;
 			o->limits.idle_timeout_ms = s * 1000u;
 			break;
 		}
 		case OPT_AUDIT_REFUSALS:
-			if (parse_limit("--audit-refusals-per-uid", optarg, 0, 1000000,
-					&o->limits.audit_refusals, err, errlen) < 0)
+			if (parse_num_u32("--audit-refusals-per-uid", optarg, NUM_DEC, 0, 1000000,
+					  &o->limits.audit_refusals, err, errlen) < 0)
 				return -1;
 			break;
 		case OPT_LIMITS_INTERVAL: {
-			unsigned s;
+			uint32_t s;
 
-			if (parse_limit("--limits-interval", optarg, 1, 86400, &s, err, errlen) < 0)
+			if (parse_num_u32("--limits-interval", optarg, NUM_DEC, 1, 86400, &s, err,
+					  errlen) < 0)
 				return -1;
 			o->limits.interval_ms = s * 1000u;
 			break;

@@ -18,7 +18,8 @@
 # chroot/    --chroot DIR: every path is inside DIR (sockets, state, log, pid), also with
 #            --runas; refused when not root
 # paths/     a symbolic link planted as log, pid or lock file is refused with a message naming
-#            it, and its target is untouched; a FIFO as log file is refused without hanging;
+#            it, and its target is untouched (with --daemon the parent exits 1 for it); a
+#            FIFO as log file is refused without hanging;
 #            an existing pid file is overwritten (as swtpm); unix sockets are 0600 whatever
 #            the umask, or exactly mode=
 # caps/      --print-capabilities lists cmdarg-seccomp; --help documents the options
@@ -402,6 +403,17 @@ ln -s "$P/target" "$P/pid.link"
 _refused paths/pid-symlink-refused "$P/x" "refusing the pid file $P/pid.link: it is a symbolic link" \
   --tpmstate dir="$P/st-pid" --server type=unixio,path="$P/pid.sock" --pid file="$P/pid.link"
 t_eq paths/pid-symlink-target-untouched "$sha" "$(_sha "$P/target")"
+if [ -L "$P/pid.link" ]; then t_pass paths/pid-symlink-kept; else t_fail paths/pid-symlink-kept "a refused vtpmd removed the pid path it did not write"; fi
+# --daemon: the parent exits with the daemon's start-up result (here 1), not at the fork
+ln -s "$P/target" "$P/pid-d.link"
+timeout 5 "$VTPMD" socket --tpm2 --tpmstate dir="$P/st-pid" --server type=unixio,path="$P/pid-d.sock" \
+  --daemon --pid file="$P/pid-d.link" --log file="$P/pid-d.log" </dev/null >>"$P/out" 2>&1
+rc=$?
+if [ "$rc" = 1 ] && grep -qF "refusing the pid file $P/pid-d.link: it is a symbolic link" "$P/pid-d.log"; then
+  t_pass paths/daemon-start-failure-status
+else
+  t_fail paths/daemon-start-failure-status "rc=$rc (expected 1): $(_last "$P/pid-d.log")"
+fi
 ln -s "$P/target" "$P/st-lock/.lock"
 _refused paths/lock-symlink-refused "$P/x" "refusing the lock file $P/st-lock/.lock: it is a symbolic link" \
   --tpmstate dir="$P/st-lock" --server type=unixio,path="$P/lock.sock"

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/daemon.h"
 #include "common/sock.h"
 #include "unit.h"
 #include "vtpmd/options.h"
@@ -231,15 +232,15 @@ static void test_file_paths(void)
 	if (fd >= 0)
 		close(fd);
 	CHECK(symlink(path, link) == 0 && mkfifo(fifo, 0600) == 0);
-	CHECK(sandbox_open_nofollow("log file", link, O_WRONLY | O_CREAT | O_TRUNC, 0600, true, err,
-				    sizeof(err)) < 0 &&
+	CHECK(daemon_open_nofollow("log file", link, O_WRONLY | O_CREAT | O_TRUNC, 0600, true, err,
+				   sizeof(err)) < 0 &&
 	      strstr(err, "refusing the log file") && strstr(err, "symbolic link"));
 	CHECK(stat(path, &st) == 0 && st.st_size == 1); /* O_TRUNC did not reach the target */
-	CHECK(sandbox_open_nofollow("pid file", fifo, O_WRONLY | O_CREAT | O_TRUNC, 0600, false,
-				    err, sizeof(err)) < 0 &&
+	CHECK(daemon_open_nofollow("pid file", fifo, O_WRONLY | O_CREAT | O_TRUNC, 0600, false, err,
+				   sizeof(err)) < 0 &&
 	      strstr(err, "not a regular file"));
-	fd = sandbox_open_nofollow("pid file", path, O_WRONLY | O_CREAT | O_TRUNC, 0600, false, err,
-				   sizeof(err));
+	fd = daemon_open_nofollow("pid file", path, O_WRONLY | O_CREAT | O_TRUNC, 0600, false, err,
+				  sizeof(err));
 	CHECKF(fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC) && !(fcntl(fd, F_GETFL) & O_NONBLOCK),
 	       "%s", err);
 	if (fd >= 0)
