@@ -35,6 +35,7 @@
 #include "vtpmd/data_channel.h"
 #include "vtpmd/engine.h"
 #include "vtpmd/manager_client.h"
+#include "vtpmd/mgr_retry.h"
 #include "vtpmd/options.h"
 #include "vtpmd/sandbox.h"
 #include "vtpmd/state_key.h"
@@ -63,9 +64,11 @@ struct vtpmd {
 	uint8_t dbuf[DATA_BUF_LEN];
 	size_t dhave;
 	uint8_t obuf[DATA_BUF_LEN + 8];
+	uint8_t retry_rsp[TPM_HEADER_LEN];
 	uint8_t migration_key[32];
 	uint8_t state_key[32];	/* only while the state is opened */
 	struct mgr_client *mgr; /* managed mode: our open vTPM at vtpmmgrd */
+	bool mgr_refused;	/* the manager does not take this instance back: stop */
 	struct sandbox_mem mem;
 };
 
@@ -477,6 +480,30 @@ static int data_respond(struct vtpmd *d, const struct data_frame *f, const uint8
 	return sock_write_full(d->ctrl.data_fd, d->obuf, len + 8u);
 }
 
+/* Run one guest command, or (managed, the manager away) answer it TPM_RC_RETRY without
+ * running it (manager_client.h). -1: the manager refused this instance. */
+static int data_execute(struct vtpmd *d, const uint8_t *cmd, uint32_t len, const uint8_t **rsp,
+			uint32_t *rsp_len)
+{
+	struct rcursor c;
+	uint32_t cc = 0;
+	int admit = 1;
+
+	rc_init(&c, cmd, len); /* tag, commandSize, commandCode */
+	if (d->mgr && engine_running(d->engine) && rc_skip(&c, 6) == 0 && rc_u32(&c, &cc) == 0)
+		admit = mgr_client_admit(d->mgr, cc);
+	if (admit < 0)
+		return -1;
+	if (admit == 0) {
+		tpm2_retry_response(d->retry_rsp);
+		*rsp = d->retry_rsp;
+		*rsp_len = sizeof(d->retry_rsp);
+		return 0;
+	}
+	engine_process(d->engine, cmd, len, rsp, rsp_len);
+	return 0;
+}
+
 /* Read what the data client sent and answer every complete command. -1: close it. */
 static int data_serve(struct vtpmd *d)
 {
@@ -518,7 +545,10 @@ static int data_serve(struct vtpmd *d)
 				f.locality = 0;
 			engine_set_locality(d->engine, f.locality);
 		}
-		engine_process(d->engine, d->dbuf + f.cmd_off, f.cmd_len, &rsp, &rsp_len);
+		if (data_execute(d, d->dbuf + f.cmd_off, f.cmd_len, &rsp, &rsp_len) < 0) {
+			d->mgr_refused = true;
+			return -1;
+		}
 		if (data_respond(d, &f, rsp, rsp_len) < 0)
 			return -1;
 		memmove(d->dbuf, d->dbuf + f.total, d->dhave - f.total);
@@ -572,6 +602,9 @@ static int run(struct vtpmd *d)
 			return 1; /* another instance holds the vTPM now, or it was deleted */
 		if (p[P_DATA].revents && data_serve(d) < 0) {
 			data_close(d);
+			/* another instance holds the vTPM now, or it was deleted */
+			if (d->mgr_refused)
+				return 1;
 			if (d->opts.terminate || d->data_from_server_fd) {
 				log_info("data client hung up: terminating");
 				return 0;

@@ -1,6 +1,7 @@
 #include "vtpmd/manager_client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +16,16 @@
 #include "common/log.h"
 #include "common/mgr_proto.h"
 #include "common/resume_proof.h"
+#include "vtpmd/mgr_retry.h"
 
 #define MGR_TIMEOUT_MS 10000
+/* A reconnect tried before a guest's command: the manager answers a resume in well under
+ * a millisecond when it is up; an absent one refuses the connect at once. */
+#define MGR_QUICK_MS   100
 #define RETRY_FIRST_MS 50
 #define RETRY_MAX_MS   1000
+/* A waiting commit holds a guest's command: it looks for the manager more often. */
+#define COMMIT_PAUSE_MAX_MS 250
 
 /* How one exchange with the manager ended. */
 enum rt {
@@ -42,6 +49,7 @@ struct mgr_client {
 	int abort_fd;
 	void (*on_abort)(void *arg);
 	void *abort_arg;
+	struct mgr_retry retries; /* guest commands answered TPM_RC_RETRY (mgr_retry.h) */
 	uint8_t buf[MGR_MAX_MSG];
 	struct mgr_msg msg;
 };
@@ -54,18 +62,22 @@ static int64_t now_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static int mgr_connect(const char *path, char *err, size_t errlen)
+/* nonblock: a manager that accepts no connection now (its backlog is full) is "not now"
+ * (EAGAIN) rather than a wait; the connected socket blocks again either way. */
+static int mgr_connect(const char *path, bool nonblock, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
+	int fd, fl;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "manager socket path %s is too long", path);
 		return -1;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    (nonblock &&
+	     ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0))) {
 		snprintf(err, errlen, "cannot reach the manager at %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -75,8 +87,8 @@ static int mgr_connect(const char *path, char *err, size_t errlen)
 }
 
 /* Send the request in c->buf (len bytes) and parse the answer into c->msg. */
-static enum rt mgr_round_trip(struct mgr_client *c, size_t len, uint16_t type, char *err,
-			      size_t errlen)
+static enum rt mgr_round_trip(struct mgr_client *c, size_t len, uint16_t type, int timeout_ms,
+			      char *err, size_t errlen)
 {
 	struct pollfd p = {.fd = c->fd, .events = POLLIN};
 	uint32_t status;
@@ -93,10 +105,10 @@ static enum rt mgr_round_trip(struct mgr_client *c, size_t len, uint16_t type, c
 		return RT_LOST;
 	}
 	do
-		r = poll(&p, 1, MGR_TIMEOUT_MS);
+		r = poll(&p, 1, timeout_ms);
 	while (r < 0 && errno == EINTR);
 	if (r <= 0) {
-		snprintf(err, errlen, "manager: no answer within %d s", MGR_TIMEOUT_MS / 1000);
+		snprintf(err, errlen, "manager: no answer within %d ms", timeout_ms);
 		return RT_LOST;
 	}
 	n = recv(c->fd, c->buf, sizeof(c->buf), MSG_TRUNC);
@@ -166,7 +178,7 @@ int mgr_client_open(struct mgr_client **out, const char *socket_path, const uint
 	}
 	memcpy(c->uuid, uuid, 16);
 	uuid_format(uuid, c->uuid_text);
-	c->fd = mgr_connect(socket_path, err, errlen);
+	c->fd = mgr_connect(socket_path, false, err, errlen);
 	if (c->fd < 0) {
 		free(c);
 		return -1;
@@ -175,14 +187,14 @@ int mgr_client_open(struct mgr_client **out, const char *socket_path, const uint
 	mgr_build_init(&b, c->buf, sizeof(c->buf), MGR_OPEN);
 	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
 	len = mgr_build_finish(&b);
-	if (mgr_round_trip(c, len, MGR_OPEN, err, errlen) != RT_OK ||
+	if (mgr_round_trip(c, len, MGR_OPEN, MGR_TIMEOUT_MS, err, errlen) != RT_OK ||
 	    mgr_get_fixed(&c->msg, MGR_F_NONCE, nonce, sizeof(nonce)) < 0)
 		goto fail;
 	mgr_build_init(&b, c->buf, sizeof(c->buf), MGR_OPEN_CONFIRM);
 	mgr_put_bytes(&b, MGR_F_UUID, uuid, 16);
 	mgr_put_bytes(&b, MGR_F_NONCE, nonce, sizeof(nonce));
 	len = mgr_build_finish(&b);
-	if (mgr_round_trip(c, len, MGR_OPEN_CONFIRM, err, errlen) != RT_OK ||
+	if (mgr_round_trip(c, len, MGR_OPEN_CONFIRM, MGR_TIMEOUT_MS, err, errlen) != RT_OK ||
 	    mgr_get_fixed(&c->msg, MGR_F_STATE_KEY, res->state_key, 32) < 0 ||
 	    mgr_get_u64(&c->msg, MGR_F_VERSION, &res->version) < 0 ||
 	    mgr_get_fixed(&c->msg, MGR_F_DIGEST, res->digest, 32) < 0 ||
@@ -212,15 +224,18 @@ void mgr_client_set_abort(struct mgr_client *c, int abort_fd, void (*on_abort)(v
 	c->abort_arg = arg;
 }
 
-/* Connect and prove to the manager that this is its live instance of the vTPM. */
-static enum rt resume(struct mgr_client *c, char *err, size_t errlen)
+/* Connect and prove to the manager that this is its live instance of the vTPM, waiting
+ * at most timeout_ms for its answer. Idempotent: an answer given up on leaves the manager
+ * holding this instance, which the next resume confirms. */
+static enum rt resume(struct mgr_client *c, int timeout_ms, char *err, size_t errlen)
 {
+	uint64_t retried;
 	struct mgr_builder b;
 	uint8_t proof[32];
 	size_t len;
 	enum rt rt;
 
-	c->fd = mgr_connect(c->path, err, errlen);
+	c->fd = mgr_connect(c->path, true, err, errlen);
 	if (c->fd < 0)
 		return RT_LOST;
 	if (resume_proof(c->state_key, c->uuid, getpid(), c->version, c->digest, proof) < 0) {
@@ -235,13 +250,18 @@ static enum rt resume(struct mgr_client *c, char *err, size_t errlen)
 	mgr_put_bytes(&b, MGR_F_PROOF, proof, 32);
 	OPENSSL_cleanse(proof, sizeof(proof));
 	len = mgr_build_finish(&b);
-	rt = mgr_round_trip(c, len, MGR_RESUME, err, errlen);
+	rt = mgr_round_trip(c, len, MGR_RESUME, timeout_ms, err, errlen);
 	if (rt != RT_OK) {
 		disconnect(c);
 		return rt == RT_PROTOCOL ? RT_LOST : rt;
 	}
 	c->retry_ms = 0;
 	log_info("vTPM %s: the manager took this instance back", c->uuid_text);
+	retried = mgr_retry_end(&c->retries);
+	if (retried)
+		log_info("vTPM %s: %llu guest commands were answered TPM_RC_RETRY while the "
+			 "manager was away",
+			 c->uuid_text, (unsigned long long)retried);
 	return RT_OK;
 }
 
@@ -249,8 +269,7 @@ void mgr_client_lost(struct mgr_client *c)
 {
 	if (!c || c->fd < 0)
 		return;
-	log_warnx("vTPM %s: the manager went away; state writes wait until it is back",
-		  c->uuid_text);
+	log_warnx("vTPM %s: the manager went away; reconnecting", c->uuid_text);
 	disconnect(c);
 	c->retry_ms = 0;
 	backoff(c);
@@ -273,7 +292,7 @@ int mgr_client_reconnect(struct mgr_client *c)
 
 	if (!c || c->fd >= 0)
 		return 0;
-	rt = resume(c, err, sizeof(err));
+	rt = resume(c, MGR_TIMEOUT_MS, err, sizeof(err));
 	if (rt == RT_REFUSED) {
 		log_warnx("vTPM %s: the manager does not take this instance back: %s", c->uuid_text,
 			  err);
@@ -312,14 +331,14 @@ int mgr_client_commit(void *client, const struct state_slot_info *info)
 		enum rt rt = RT_LOST;
 
 		if (c->fd < 0)
-			rt = resume(c, err, sizeof(err));
+			rt = resume(c, MGR_TIMEOUT_MS, err, sizeof(err));
 		if (c->fd >= 0) {
 			mgr_build_init(&b, c->buf, sizeof(c->buf), MGR_COMMIT);
 			mgr_put_bytes(&b, MGR_F_UUID, c->uuid, 16);
 			mgr_put_u64(&b, MGR_F_VERSION, info->version);
 			mgr_put_bytes(&b, MGR_F_DIGEST, info->digest, 32);
 			len = mgr_build_finish(&b);
-			rt = mgr_round_trip(c, len, MGR_COMMIT, err, sizeof(err));
+			rt = mgr_round_trip(c, len, MGR_COMMIT, MGR_TIMEOUT_MS, err, sizeof(err));
 			if (rt == RT_LOST || rt == RT_PROTOCOL)
 				disconnect(c);
 		}
@@ -347,10 +366,49 @@ int mgr_client_commit(void *client, const struct state_slot_info *info)
 			told = now_ms();
 		}
 		pause = pause ? pause * 2 : RETRY_FIRST_MS;
-		if (pause > RETRY_MAX_MS)
-			pause = RETRY_MAX_MS;
+		if (pause > COMMIT_PAUSE_MAX_MS)
+			pause = COMMIT_PAUSE_MAX_MS;
 		wait_or_abort(c, pause);
 	}
+}
+
+int mgr_client_admit(struct mgr_client *c, uint32_t cc)
+{
+	char err[MGR_MAX_TEXT + 128] = "";
+	struct pollfd p;
+	enum rt rt;
+
+	if (!c || !tpm2_cc_may_write(cc))
+		return 1;
+	if (c->fd >= 0) {
+		/* gone since the poll loop last looked? (it never speaks unasked) */
+		p = (struct pollfd){.fd = c->fd, .events = POLLIN};
+		if (poll(&p, 1, 0) > 0)
+			mgr_client_lost(c);
+	}
+	if (c->fd < 0) {
+		rt = resume(c, MGR_QUICK_MS, err, sizeof(err));
+		if (rt == RT_REFUSED) {
+			log_warnx("vTPM %s: the manager does not take this instance back: %s",
+				  c->uuid_text, err);
+			return -1;
+		}
+		if (rt != RT_OK)
+			log_debug("vTPM %s: %s", c->uuid_text, err);
+	}
+	if (c->fd >= 0)
+		return 1;
+	if (mgr_retry_decide(&c->retries, cc, now_ms()) == MGR_RETRY_RUN) {
+		log_info("vTPM %s: command 0x%x was answered TPM_RC_RETRY for %d s; running it "
+			 "now, its state write waits for the manager",
+			 c->uuid_text, cc, MGR_RETRY_HOLD_MS / 1000);
+		return 1;
+	}
+	if (c->retries.answered == 1)
+		log_warnx("vTPM %s: the manager is unreachable: guest commands that may change "
+			  "the state are answered TPM_RC_RETRY, not run, until it is back",
+			  c->uuid_text);
+	return 0;
 }
 
 int mgr_client_fd(const struct mgr_client *c)
@@ -370,7 +428,7 @@ void mgr_client_close(struct mgr_client *c)
 		mgr_build_init(&b, c->buf, sizeof(c->buf), MGR_CLOSE);
 		mgr_put_bytes(&b, MGR_F_UUID, c->uuid, 16);
 		len = mgr_build_finish(&b);
-		if (mgr_round_trip(c, len, MGR_CLOSE, err, sizeof(err)) != RT_OK)
+		if (mgr_round_trip(c, len, MGR_CLOSE, MGR_TIMEOUT_MS, err, sizeof(err)) != RT_OK)
 			log_info("close at the manager: %s", err);
 		close(c->fd);
 	}

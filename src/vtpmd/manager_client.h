@@ -9,13 +9,18 @@
  *
  * The manager may go away (restart, upgrade, crash) and its store may refuse a write for a
  * while (disk full): neither is a reason to fail a guest's command. A commit the manager
- * cannot take now is waited for: vtpmd reconnects (50 ms, doubling to 1 s between tries),
+ * cannot take now is waited for: vtpmd reconnects (50 ms, doubling to 250 ms between tries),
  * proves it is the same live instance (MGR_RESUME, common/resume_proof.h) and sends the
  * commit again, for as long as it takes; the guest sees a slow command. The state write is
  * already durable in the state file, so at most one version is ever unreported: if vtpmd
  * is stopped while it waits, the next start reports it (mgr_check_loaded returns 1).
  * Only a refusal that names this instance (another instance holds the vTPM, rollback, the
  * vTPM was deleted) fails the commit.
+ *
+ * That wait is for a command already running when the manager went away. A guest command
+ * that arrives while the manager is known to be away is, if it may change the state, not
+ * run but answered TPM_RC_RETRY (mgr_client_admit, mgr_retry.h), so that a command with a
+ * short guest timeout is not held past it.
  */
 #ifndef VTPMD_MANAGER_CLIENT_H
 #define VTPMD_MANAGER_CLIENT_H
@@ -53,6 +58,16 @@ void mgr_client_set_abort(struct mgr_client *c, int abort_fd, void (*on_abort)(v
  * manager refused this instance's write. Usable as an engine hook. */
 int mgr_client_commit(void *client, const struct state_slot_info *info);
 void mgr_client_close(struct mgr_client *c);
+
+/*
+ * Before a guest's TPM command with code cc: 1 run it; 0 answer it TPM_RC_RETRY without
+ * running it (the manager is unreachable and it may change the state, mgr_retry.h); -1
+ * the manager refused to take this instance back: vtpmd must stop. When the connection is
+ * down (or found hung up now), one reconnect-and-resume is tried first, bounded by
+ * MGR_QUICK_MS. Logs when it starts answering RETRY; the count is logged when the
+ * manager takes the instance back.
+ */
+int mgr_client_admit(struct mgr_client *c, uint32_t cc);
 
 /* The connection, for the poll loop (-1 while disconnected). The manager never speaks
  * unasked, so anything readable on it (a hang-up) means the manager went away: call

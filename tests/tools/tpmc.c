@@ -3,11 +3,15 @@
  * (raw mode: bare TPM 2 commands, as QEMU and the swtpm TCTI send them), a handful of
  * commands encoded by hand after TPM 2.0 Part 3, every response checked.
  *
- * Usage: tpmc [-w MS] ADDR COMMAND [ARGS...]
+ * Usage: tpmc [-1] [-w MS] ADDR COMMAND [ARGS...]
  *   ADDR   PORT, 127.0.0.1:PORT or localhost:PORT (TCP on loopback), anything else is the
  *          path of a unix stream socket
  *   -w MS  keep retrying the connection for up to MS milliseconds while the socket does not
  *          exist yet or refuses connections (daemon still starting); default 0
+ *   -1     one try: a TPM_RC_RETRY answer is the command's result. Without it a command
+ *          answered TPM_RC_RETRY is sent again as Linux's TPM driver does (tpm_transmit:
+ *          after 20 ms, the pause doubling, the last try after a pause of 1280 ms), and
+ *          only the eighth RETRY is the result
  * Commands:
  *   startup                 TPM2_Startup(TPM_SU_CLEAR); TPM_RC_INITIALIZE (already started)
  *                           counts as success
@@ -77,6 +81,7 @@ enum {
 #define TPM_RC_SUCCESS		0x000u
 #define TPM_RC_INITIALIZE	0x100u
 #define TPM_RC_NV_UNINITIALIZED 0x14Au
+#define TPM_RC_RETRY		0x922u
 
 #define TPMA_NV_OWNERWRITE (1u << 1)
 #define TPMA_NV_OWNERREAD  (1u << 17)
@@ -93,6 +98,7 @@ enum {
 #define RESPONSE_TIMEOUT_MS 30000
 
 static const char *prog_cmd = "";
+static bool one_try; /* -1 */
 
 __attribute__((format(printf, 1, 2))) static void errx_msg(const char *fmt, ...)
 {
@@ -107,11 +113,11 @@ __attribute__((format(printf, 1, 2))) static void errx_msg(const char *fmt, ...)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: tpmc [-w MS] ADDR startup\n"
-			"       tpmc [-w MS] ADDR nvdefine INDEX SIZE\n"
-			"       tpmc [-w MS] ADDR nvloop INDEX N [FROM]\n"
-			"       tpmc [-w MS] ADDR nvwrite INDEX TEXT\n"
-			"       tpmc [-w MS] ADDR nvread INDEX\n"
+	fprintf(stderr, "usage: tpmc [-1] [-w MS] ADDR startup\n"
+			"       tpmc [-1] [-w MS] ADDR nvdefine INDEX SIZE\n"
+			"       tpmc [-1] [-w MS] ADDR nvloop INDEX N [FROM]\n"
+			"       tpmc [-1] [-w MS] ADDR nvwrite INDEX TEXT\n"
+			"       tpmc [-1] [-w MS] ADDR nvread INDEX\n"
 			"ADDR: PORT | 127.0.0.1:PORT | localhost:PORT | unix socket path\n");
 }
 
@@ -223,8 +229,8 @@ static int connect_addr(const char *addr, long wait_ms)
  * Send one command (already complete with its header) and read one response into rsp.
  * Returns 0 with *rc = the response code and *rlen = response length, or an exit code.
  */
-static int transact(int fd, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp, size_t rsp_cap,
-		    size_t *rlen, uint32_t *rc)
+static int transact_once(int fd, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp, size_t rsp_cap,
+			 size_t *rlen, uint32_t *rc)
 {
 	struct rcursor c;
 	uint16_t tag;
@@ -278,6 +284,23 @@ static int transact(int fd, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp, si
 	}
 	*rlen = size;
 	return EXIT_OK;
+}
+
+/* transact_once, sending the command again while it is answered TPM_RC_RETRY (unless -1),
+ * with the pauses of Linux's tpm_transmit: 20 ms doubling, no pause beyond 2000 ms. */
+static int transact(int fd, const uint8_t *cmd, size_t cmd_len, uint8_t *rsp, size_t rsp_cap,
+		    size_t *rlen, uint32_t *rc)
+{
+	unsigned pause_ms = 20;
+	int e;
+
+	for (;;) {
+		e = transact_once(fd, cmd, cmd_len, rsp, rsp_cap, rlen, rc);
+		if (e != EXIT_OK || *rc != TPM_RC_RETRY || one_try || pause_ms > 2000)
+			return e;
+		usleep(pause_ms * 1000);
+		pause_ms *= 2;
+	}
 }
 
 /* Write the command header (size patched by finish_cmd). */
@@ -589,13 +612,21 @@ int main(int argc, char **argv)
 	int argi = 1, fd, e;
 
 	signal(SIGPIPE, SIG_IGN);
-	if (argc > 2 && !strcmp(argv[1], "-w")) {
-		if (parse_u64(argv[2], 3600000, &a) < 0) {
-			errx_msg("bad -w value '%s' (milliseconds, at most 3600000)", argv[2]);
-			return EXIT_USAGE;
+	for (;;) {
+		if (argc > argi && !strcmp(argv[argi], "-1")) {
+			one_try = true;
+			argi++;
+		} else if (argc > argi + 1 && !strcmp(argv[argi], "-w")) {
+			if (parse_u64(argv[argi + 1], 3600000, &a) < 0) {
+				errx_msg("bad -w value '%s' (milliseconds, at most 3600000)",
+					 argv[argi + 1]);
+				return EXIT_USAGE;
+			}
+			wait_ms = (long)a;
+			argi += 2;
+		} else {
+			break;
 		}
-		wait_ms = (long)a;
-		argi = 3;
 	}
 	if (argc - argi < 2) {
 		usage();
