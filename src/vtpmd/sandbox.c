@@ -5,8 +5,6 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
-#include <sched.h>
-#include <seccomp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "common/log.h"
+#include "common/seccomp_filter.h"
 #include "common/parse_num.h"
 
 /* Room to grow that locking everything must leave under RLIMIT_MEMLOCK: with MCL_FUTURE,
@@ -358,110 +357,37 @@ static const char *const allowed[] = {
     "exit_group",
 };
 
-/* A sanitizer build (make asan) runs LeakSanitizer at exit: it stops the process with a
- * tracer thread (clone with CLONE_VM, ptrace, wait4, prctl, /proc/self/task). Allowed in such
- * builds only; execve and fork stay forbidden, so a report made after the filter is loaded
- * has no symbols (the symbolizer cannot be started): debug with --seccomp action=log. */
-#if defined(__SANITIZE_ADDRESS__)
-#define VTPMD_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
-#define VTPMD_SANITIZER 1
-#endif
-#endif
-#ifdef VTPMD_SANITIZER
-static const char *const sanitizer_allowed[] = {
-    "prctl",	 "ptrace",    "wait4",	  "getdents64", "sched_getaffinity",
-    "prlimit64", "getrlimit", "readlink", "readlinkat", "kill",
-    "open",	 "stat",      "lstat",	  "access",	"getdents",
-};
-#endif
-
-/* Allow name, with no condition (cmp NULL) or when one argument compares as cmp says. */
-static int add_rule(scmp_filter_ctx ctx, const char *name, const struct scmp_arg_cmp *cmp,
-		    char *err, size_t errlen)
-{
-	int nr = seccomp_syscall_resolve_name(name), rc;
-
-	if (nr == __NR_SCMP_ERROR)
-		return 0;
-	rc = cmp ? seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, 1, cmp)
-		 : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
-	if (rc < 0)
-		return fail(err, errlen, "seccomp: cannot allow %s: %s", name, strerror(-rc));
-	return 0;
-}
-
 int sandbox_seccomp(enum seccomp_action action, char *err, size_t errlen)
 {
-	const struct {
-		const char *name;
-		struct scmp_arg_cmp cmp;
-	} conditional[] = {
+	const struct seccomp_cond conditional[] = {
 	    /* Reconnecting to vtpmmgrd makes a unix socket; no other kind is ever needed (TCP
 	     * listeners are open before the filter, accept needs no socket()). */
-	    {"socket", {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX}},
+	    {.name = "socket", .arg = 0, .mask = ~0ULL, .value = AF_UNIX},
 	    /* Never a new executable mapping after start-up (W^X). */
-	    {"mmap", {.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0}},
-	    {"mprotect", {.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0}},
+	    {.name = "mmap", .arg = 2, .mask = PROT_EXEC, .value = 0},
+	    {.name = "mprotect", .arg = 2, .mask = PROT_EXEC, .value = 0},
 	    /* abort() and raise() signal this process only. */
-	    {"tgkill", {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = (scmp_datum_t)getpid()}},
+	    {.name = "tgkill", .arg = 0, .mask = ~0ULL, .value = (uint64_t)getpid()},
 	    /* stdio asks whether a stream is a terminal; nothing else of ioctl. */
-	    {"ioctl", {.arg = 1, .op = SCMP_CMP_EQ, .datum_a = TCGETS}},
+	    {.name = "ioctl", .arg = 1, .mask = ~0ULL, .value = TCGETS},
 	};
-	scmp_filter_ctx ctx;
-	unsigned api;
-	uint32_t def;
-	size_t i;
-	int rc = -1, lrc;
 
-	/* No exec may ever gain privileges again (set-uid files, file capabilities). */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return fail(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
 	if (action == SECCOMP_ACTION_NONE) {
+		/* No exec may ever gain privileges again (set-uid files, file capabilities). */
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			return fail(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
 		log_info("no seccomp filter (--seccomp action=none)");
 		return 0;
 	}
-	api = (unsigned)seccomp_api_get();
-	if (action == SECCOMP_ACTION_LOG && api < 3)
-		return fail(err, errlen,
-			    "--seccomp action=log: the kernel or libseccomp cannot log (API level "
-			    "%u, needs 3)",
-			    api);
-	def = action == SECCOMP_ACTION_LOG ? SCMP_ACT_LOG
-	      : api >= 3		   ? SCMP_ACT_KILL_PROCESS
-					   : SCMP_ACT_KILL;
-	ctx = seccomp_init(def);
-	if (!ctx)
-		return fail(err, errlen, "seccomp_init failed");
-	for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
-		if (add_rule(ctx, allowed[i], NULL, err, errlen) < 0)
-			goto out;
-	for (i = 0; i < sizeof(conditional) / sizeof(conditional[0]); i++)
-		if (add_rule(ctx, conditional[i].name, &conditional[i].cmp, err, errlen) < 0)
-			goto out;
-#ifdef VTPMD_SANITIZER
-	{
-		const struct scmp_arg_cmp thread = {
-		    .arg = 0, .op = SCMP_CMP_MASKED_EQ, .datum_a = CLONE_VM, .datum_b = CLONE_VM};
-		for (i = 0; i < sizeof(sanitizer_allowed) / sizeof(sanitizer_allowed[0]); i++)
-			if (add_rule(ctx, sanitizer_allowed[i], NULL, err, errlen) < 0)
-				goto out;
-		if (add_rule(ctx, "clone", &thread, err, errlen) < 0)
-			goto out;
-	}
-#endif
-	lrc = seccomp_load(ctx);
-	if (lrc < 0) {
-		fail(err, errlen, "seccomp_load: %s", strerror(-lrc));
-		goto out;
-	}
+	/* A sanitizer build's filter also lets LeakSanitizer run at exit (seccomp_filter.h);
+	 * a report made after the filter is loaded has no symbols: debug with action=log. */
+	if (seccomp_filter_load(allowed, sizeof(allowed) / sizeof(allowed[0]), conditional,
+				sizeof(conditional) / sizeof(conditional[0]),
+				action == SECCOMP_ACTION_LOG, err, errlen) < 0)
+		return -1;
 	log_info("seccomp filter loaded: action %s for calls outside vtpmd's list",
 		 action == SECCOMP_ACTION_LOG ? "log" : "kill");
-	rc = 0;
-out:
-	seccomp_release(ctx);
-	return rc;
+	return 0;
 }
 
 void sandbox_test_hook(void)

@@ -394,7 +394,7 @@ static void test_options(void)
 	      o.limits.idle_timeout_ms == 0 && o.limits.audit_refusals == 3 &&
 	      o.limits.interval_ms == 2000);
 	CHECK(mgrd_parse_args(3, bad1, &o, err, sizeof(err)) < 0 &&
-	      strstr(err, "--limits-interval '0': expected a number from 1 to 86400"));
+	      strstr(err, "--limits-interval: 0 is out of range (1 to 86400)"));
 	CHECK(mgrd_parse_args(3, bad2, &o, err, sizeof(err)) < 0 && strstr(err, "--max-conns"));
 	CHECK(mgrd_parse_args(3, bad3, &o, err, sizeof(err)) < 0 && strstr(err, "--idle-timeout"));
 out:
