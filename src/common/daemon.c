@@ -11,20 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/errmsg.h"
 #include "common/log.h"
 #include "common/sock.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 int daemon_open_nofollow(const char *what, const char *path, int flags, mode_t mode, bool allow_chr,
 			 char *err, size_t errlen)
@@ -37,25 +26,25 @@ int daemon_open_nofollow(const char *what, const char *path, int flags, mode_t m
 	if (fd < 0) {
 		int e = errno;
 		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
-			return fail(err, errlen,
-				    "refusing the %s %s: it is a symbolic link (links are never "
-				    "followed to the files a daemon writes)",
-				    what, path);
+			return errmsg(err, errlen,
+				      "refusing the %s %s: it is a symbolic link (links are never "
+				      "followed to the files a daemon writes)",
+				      what, path);
 		if (e == ENXIO && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
-			return fail(err, errlen, "refusing the %s %s: it is not a regular file",
-				    what, path);
-		return fail(err, errlen, "cannot open the %s %s: %s", what, path, strerror(e));
+			return errmsg(err, errlen, "refusing the %s %s: it is not a regular file",
+				      what, path);
+		return errmsg(err, errlen, "cannot open the %s %s: %s", what, path, strerror(e));
 	}
 	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || (allow_chr && S_ISCHR(st.st_mode)))) {
 		close(fd);
-		return fail(err, errlen, "refusing the %s %s: it is not a regular file", what,
-			    path);
+		return errmsg(err, errlen, "refusing the %s %s: it is not a regular file", what,
+			      path);
 	}
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		int e = errno;
 		close(fd);
-		return fail(err, errlen, "cannot open the %s %s: %s", what, path, strerror(e));
+		return errmsg(err, errlen, "cannot open the %s %s: %s", what, path, strerror(e));
 	}
 	return fd;
 }
@@ -79,19 +68,19 @@ static int reopen_pid(const char *path, char *err, size_t errlen)
 	if (fstat(fd, &st) < 0) {
 		e = errno;
 		close(fd);
-		return fail(err, errlen, "cannot open the pid file %s: %s", path, strerror(e));
+		return errmsg(err, errlen, "cannot open the pid file %s: %s", path, strerror(e));
 	}
 	if (st.st_nlink != 1) {
 		close(fd);
-		return fail(err, errlen,
-			    "refusing the pid file %s: it has %lu hard links (it would overwrite "
-			    "another file)",
-			    path, (unsigned long)st.st_nlink);
+		return errmsg(err, errlen,
+			      "refusing the pid file %s: it has %lu hard links (it would overwrite "
+			      "another file)",
+			      path, (unsigned long)st.st_nlink);
 	}
 	if (ftruncate(fd, 0) < 0) {
 		e = errno;
 		close(fd);
-		return fail(err, errlen, "cannot empty the pid file %s: %s", path, strerror(e));
+		return errmsg(err, errlen, "cannot empty the pid file %s: %s", path, strerror(e));
 	}
 	return fd;
 }
@@ -109,12 +98,12 @@ int daemon_write_pid(const char *path, int fd, bool newline, char *err, size_t e
 		if (fd >= 0 && fchmod(fd, 0644) < 0) {
 			e = errno;
 			close(fd);
-			return fail(err, errlen, "cannot set the mode of the pid file %s: %s", path,
-				    strerror(e));
+			return errmsg(err, errlen, "cannot set the mode of the pid file %s: %s",
+				      path, strerror(e));
 		}
 		if (fd < 0 && errno != EEXIST)
-			return fail(err, errlen, "cannot create the pid file %s: %s", path,
-				    strerror(errno));
+			return errmsg(err, errlen, "cannot create the pid file %s: %s", path,
+				      strerror(errno));
 		if (fd < 0 && (fd = reopen_pid(path, err, errlen)) < 0)
 			return -1;
 	}
@@ -122,10 +111,10 @@ int daemon_write_pid(const char *path, int fd, bool newline, char *err, size_t e
 		e = errno;
 		close(fd);
 		if (path)
-			return fail(err, errlen, "cannot write the pid file %s: %s", path,
-				    strerror(e));
-		return fail(err, errlen, "cannot write the pid to descriptor %d: %s", fd,
-			    strerror(e));
+			return errmsg(err, errlen, "cannot write the pid file %s: %s", path,
+				      strerror(e));
+		return errmsg(err, errlen, "cannot write the pid to descriptor %d: %s", fd,
+			      strerror(e));
 	}
 	close(fd);
 	return 0;
@@ -139,13 +128,13 @@ int daemon_start(int *ready_fd, int died_status, char *err, size_t errlen)
 	int p[2], e;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return fail(err, errlen, "--daemon: pipe: %s", strerror(errno));
+		return errmsg(err, errlen, "--daemon: pipe: %s", strerror(errno));
 	pid = fork();
 	if (pid < 0) {
 		e = errno;
 		close(p[0]);
 		close(p[1]);
-		return fail(err, errlen, "--daemon: fork: %s", strerror(e));
+		return errmsg(err, errlen, "--daemon: fork: %s", strerror(e));
 	}
 	if (pid > 0) {
 		close(p[1]);
@@ -195,12 +184,12 @@ int daemon_signalfd(const int *sigs, size_t n, int flags, char *err, size_t errl
 	sigemptyset(&set);
 	for (i = 0; i < n; i++)
 		if (sigaddset(&set, sigs[i]) < 0)
-			return fail(err, errlen, "signal %d: %s", sigs[i], strerror(errno));
+			return errmsg(err, errlen, "signal %d: %s", sigs[i], strerror(errno));
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-		return fail(err, errlen, "cannot block the stop signals: %s", strerror(errno));
+		return errmsg(err, errlen, "cannot block the stop signals: %s", strerror(errno));
 	fd = signalfd(-1, &set, SFD_CLOEXEC | flags);
 	if (fd < 0)
-		return fail(err, errlen, "signalfd: %s", strerror(errno));
+		return errmsg(err, errlen, "signalfd: %s", strerror(errno));
 	return fd;
 }
 
@@ -210,12 +199,12 @@ int daemon_make_parent(const char *path, mode_t mode, char *err, size_t errlen)
 	char *slash;
 
 	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return fail(err, errlen, "%.64s...: the path is too long", path);
+		return errmsg(err, errlen, "%.64s...: the path is too long", path);
 	slash = strrchr(dir, '/');
 	if (!slash || slash == dir)
 		return 0;
 	*slash = '\0';
 	if (mkdir(dir, mode) < 0 && errno != EEXIST)
-		return fail(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+		return errmsg(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
 	return 0;
 }

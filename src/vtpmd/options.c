@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errmsg.h"
+
 #define MAX_KV 16
 
 struct kv {
@@ -22,18 +24,6 @@ struct kvlist {
 	size_t n;
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* Split "a=1,b,c=3" in place. */
 static int kv_split(const char *opt, const char *s, struct kvlist *l, char *err, size_t errlen)
 {
@@ -42,21 +32,21 @@ static int kv_split(const char *opt, const char *s, struct kvlist *l, char *err,
 	memset(l, 0, sizeof(*l));
 	l->copy = strdup(s);
 	if (!l->copy)
-		return fail(err, errlen, "out of memory");
+		return errmsg(err, errlen, "out of memory");
 	for (tok = strtok_r(l->copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (l->n == MAX_KV)
-			return fail(err, errlen, "%s: too many parameters", opt);
+			return errmsg(err, errlen, "%s: too many parameters", opt);
 		p = strchr(tok, '=');
 		if (p)
 			*p++ = '\0';
 		if (!*tok)
-			return fail(err, errlen, "%s: empty parameter name in '%s'", opt, s);
+			return errmsg(err, errlen, "%s: empty parameter name in '%s'", opt, s);
 		l->kv[l->n].key = tok;
 		l->kv[l->n].val = p;
 		l->n++;
 	}
 	if (!l->n)
-		return fail(err, errlen, "%s: needs parameters", opt);
+		return errmsg(err, errlen, "%s: needs parameters", opt);
 	return 0;
 }
 
@@ -79,8 +69,8 @@ static int kv_check(const char *opt, const struct kvlist *l, const char *known, 
 			if ((p == known || p[-1] == ' ') && (p[klen] == ' ' || p[klen] == '\0'))
 				break;
 		if (!p)
-			return fail(err, errlen, "%s: unknown parameter '%s' (known: %s)", opt,
-				    l->kv[i].key, known);
+			return errmsg(err, errlen, "%s: unknown parameter '%s' (known: %s)", opt,
+				      l->kv[i].key, known);
 	}
 	return 0;
 }
@@ -142,14 +132,14 @@ static int parse_bool(const char *opt, const char *key, const char *s, bool *out
 		*out = false;
 		return 0;
 	}
-	return fail(err, errlen, "%s: %s='%s' must be true or false", opt, key, s);
+	return errmsg(err, errlen, "%s: %s='%s' must be true or false", opt, key, s);
 }
 
 static int dup_str(char **dst, const char *s, char *err, size_t errlen)
 {
 	free(*dst);
 	*dst = strdup(s);
-	return *dst ? 0 : fail(err, errlen, "out of memory");
+	return *dst ? 0 : errmsg(err, errlen, "out of memory");
 }
 
 /* --ctrl and --server share one syntax. */
@@ -174,14 +164,14 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 	c->fd = -1;
 	type = kv_get(&l, "type");
 	if (!type) {
-		fail(err, errlen, "%s: type=unixio or type=tcp is required", opt);
+		errmsg(err, errlen, "%s: type=unixio or type=tcp is required", opt);
 		goto out;
 	}
 	if (strcmp(type, "unixio") == 0) {
 		if ((v = kv_get(&l, "path"))) {
 			c->type = CHAN_UNIX_PATH;
 			if (!*v) {
-				fail(err, errlen, "%s: path is empty", opt);
+				errmsg(err, errlen, "%s: path is empty", opt);
 				goto out;
 			}
 			if (dup_str(&c->path, v, err, errlen) < 0)
@@ -195,12 +185,12 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 			if (parse_fd(opt, v, &c->fd, err, errlen) < 0)
 				goto out;
 		} else {
-			fail(err, errlen, "%s: type=unixio needs path=, fd=%s", opt,
-			     is_ctrl ? " or clientfd=" : "");
+			errmsg(err, errlen, "%s: type=unixio needs path=, fd=%s", opt,
+			       is_ctrl ? " or clientfd=" : "");
 			goto out;
 		}
 		if (kv_has(&l, "port") || kv_has(&l, "bindaddr")) {
-			fail(err, errlen, "%s: port and bindaddr go with type=tcp", opt);
+			errmsg(err, errlen, "%s: port and bindaddr go with type=tcp", opt);
 			goto out;
 		}
 	} else if (strcmp(type, "tcp") == 0) {
@@ -212,7 +202,7 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 			c->type = CHAN_TCP_PORT;
 			v = kv_get(&l, "port");
 			if (!v) {
-				fail(err, errlen, "%s: type=tcp needs port= or fd=", opt);
+				errmsg(err, errlen, "%s: type=tcp needs port= or fd=", opt);
 				goto out;
 			}
 			if (parse_param(opt, "port", v, NUM_DEC, 65535, &n, err, errlen) < 0)
@@ -224,11 +214,12 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 			    errlen) < 0)
 			goto out;
 		if (kv_has(&l, "path") || kv_has(&l, "mode") || kv_has(&l, "clientfd")) {
-			fail(err, errlen, "%s: path, mode and clientfd go with type=unixio", opt);
+			errmsg(err, errlen, "%s: path, mode and clientfd go with type=unixio", opt);
 			goto out;
 		}
 	} else {
-		fail(err, errlen, "%s: type='%s' is not supported (use unixio or tcp)", opt, type);
+		errmsg(err, errlen, "%s: type='%s' is not supported (use unixio or tcp)", opt,
+		       type);
 		goto out;
 	}
 	if ((v = kv_get(&l, "mode")) && parse_mode(opt, v, &c->mode, err, errlen) < 0)
@@ -263,8 +254,8 @@ static int parse_tpmstate(const char *arg, struct vtpmd_opts *o, char *err, size
 		goto out;
 	if ((v = kv_get(&l, "backend-uri"))) {
 		if (strncmp(v, "dir://", 6) != 0) {
-			fail(err, errlen, "%s: backend-uri '%s' is not supported (only dir://PATH)",
-			     opt, v);
+			errmsg(err, errlen,
+			       "%s: backend-uri '%s' is not supported (only dir://PATH)", opt, v);
 			goto out;
 		}
 		v += 6;
@@ -272,7 +263,7 @@ static int parse_tpmstate(const char *arg, struct vtpmd_opts *o, char *err, size
 		v = kv_get(&l, "dir");
 	}
 	if (!v || !*v) {
-		fail(err, errlen, "%s: dir=PATH is required", opt);
+		errmsg(err, errlen, "%s: dir=PATH is required", opt);
 		goto out;
 	}
 	if (dup_str(&o->state_dir, v, err, errlen) < 0)
@@ -320,14 +311,14 @@ static int parse_key(const char *opt, const char *arg, struct key_opts *k, char 
 			goto out;
 	}
 	if (sources != 1) {
-		fail(err, errlen, "%s: give exactly one of file=, fd=, pwdfile=, pwdfd=", opt);
+		errmsg(err, errlen, "%s: give exactly one of file=, fd=, pwdfile=, pwdfd=", opt);
 		goto out;
 	}
 	if ((v = kv_get(&l, "format"))) {
 		if (strcmp(v, "hex") == 0)
 			k->hex = true;
 		else if (strcmp(v, "binary") != 0) {
-			fail(err, errlen, "%s: format='%s' (use hex or binary)", opt, v);
+			errmsg(err, errlen, "%s: format='%s' (use hex or binary)", opt, v);
 			goto out;
 		}
 	}
@@ -337,10 +328,10 @@ static int parse_key(const char *opt, const char *arg, struct key_opts *k, char 
 		else if (strcmp(v, "aes-128-cbc") == 0 || strcmp(v, "aes-cbc") == 0)
 			k->bits = 128;
 		else {
-			fail(err, errlen,
-			     "%s: mode='%s' is not supported (aes-128-cbc, aes-256-cbc, "
-			     "aes-256-gcm)",
-			     opt, v);
+			errmsg(err, errlen,
+			       "%s: mode='%s' is not supported (aes-128-cbc, aes-256-cbc, "
+			       "aes-256-gcm)",
+			       opt, v);
 			goto out;
 		}
 	}
@@ -350,7 +341,7 @@ static int parse_key(const char *opt, const char *arg, struct key_opts *k, char 
 		if (strcmp(v, "sha512") == 0)
 			k->kdf_pbkdf2 = false;
 		else if (strcmp(v, "pbkdf2") != 0) {
-			fail(err, errlen, "%s: kdf='%s' (use pbkdf2 or sha512)", opt, v);
+			errmsg(err, errlen, "%s: kdf='%s' (use pbkdf2 or sha512)", opt, v);
 			goto out;
 		}
 	}
@@ -402,7 +393,7 @@ static int parse_pid(const char *arg, struct vtpmd_opts *o, char *err, size_t er
 	if ((v = kv_get(&l, "fd")) && parse_fd(opt, v, &o->pid_fd, err, errlen) < 0)
 		goto out;
 	if (!o->pid_file && o->pid_fd < 0) {
-		fail(err, errlen, "%s: file= or fd= is required", opt);
+		errmsg(err, errlen, "%s: file= or fd= is required", opt);
 		goto out;
 	}
 	rc = 0;
@@ -427,7 +418,7 @@ static int parse_flags(const char *arg, struct vtpmd_opts *o, char *err, size_t 
 	for (i = 0; i < l.n; i++) {
 		const char *k = l.kv[i].key;
 		if (l.kv[i].val) {
-			fail(err, errlen, "%s: '%s' takes no value", opt, k);
+			errmsg(err, errlen, "%s: '%s' takes no value", opt, k);
 			goto out;
 		}
 		if (strcmp(k, "not-need-init") == 0)
@@ -479,7 +470,7 @@ static int parse_seccomp(const char *arg, struct vtpmd_opts *o, char *err, size_
 		goto out;
 	v = kv_get(&l, "action");
 	if (!v) {
-		fail(err, errlen, "%s: action=kill, action=log or action=none is required", opt);
+		errmsg(err, errlen, "%s: action=kill, action=log or action=none is required", opt);
 		goto out;
 	}
 	if (strcmp(v, "kill") == 0)
@@ -489,8 +480,8 @@ static int parse_seccomp(const char *arg, struct vtpmd_opts *o, char *err, size_
 	else if (strcmp(v, "none") == 0)
 		o->seccomp = SECCOMP_ACTION_NONE;
 	else {
-		fail(err, errlen, "%s: action='%s' is not supported (use kill, log or none)", opt,
-		     v);
+		errmsg(err, errlen, "%s: action='%s' is not supported (use kill, log or none)", opt,
+		       v);
 		goto out;
 	}
 	rc = 0;
@@ -503,7 +494,7 @@ static int parse_nonempty(const char *opt, const char *what, const char *arg, ch
 			  size_t errlen)
 {
 	if (!*arg)
-		return fail(err, errlen, "%s: %s is empty", opt, what);
+		return errmsg(err, errlen, "%s: %s is empty", opt, what);
 	return dup_str(dst, arg, err, errlen);
 }
 
@@ -574,27 +565,27 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 	if (o->help || o->version || o->print_capabilities)
 		return 0;
 	if (o->print_states)
-		return o->state_dir ? 0 : fail(err, errlen, "--print-states needs --tpmstate");
+		return o->state_dir ? 0 : errmsg(err, errlen, "--print-states needs --tpmstate");
 	if (!o->tpm2)
-		return fail(err, errlen,
-			    "vtpmd emulates TPM 2.0 only: --tpm2 is required (TPM 1.2 is not "
-			    "supported)");
+		return errmsg(err, errlen,
+			      "vtpmd emulates TPM 2.0 only: --tpm2 is required (TPM 1.2 is not "
+			      "supported)");
 	if (!o->state_dir)
-		return fail(err, errlen, "--tpmstate dir=PATH is required");
+		return errmsg(err, errlen, "--tpmstate dir=PATH is required");
 	if (o->ctrl.type == CHAN_NONE && o->server.type == CHAN_NONE)
-		return fail(err, errlen, "give --ctrl and/or --server: no channel to serve");
+		return errmsg(err, errlen, "give --ctrl and/or --server: no channel to serve");
 	if (o->uuid && uuid_from_text(o->uuid, uuid) < 0)
-		return fail(err, errlen,
-			    "--uuid: '%s' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-"
-			    "xxxxxxxxxxxx)",
-			    o->uuid);
+		return errmsg(err, errlen,
+			      "--uuid: '%s' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-"
+			      "xxxxxxxxxxxx)",
+			      o->uuid);
 	if (o->manager && !o->uuid)
-		return fail(err, errlen, "--manager needs --uuid");
+		return errmsg(err, errlen, "--manager needs --uuid");
 	if (o->manager && o->key.source != KEY_NONE)
-		return fail(err, errlen,
-			    "--manager and --key exclude each other: the manager gives the key");
+		return errmsg(err, errlen,
+			      "--manager and --key exclude each other: the manager gives the key");
 	if (o->allow_set_locality)
-		return fail(err, errlen, "--locality allow-set-locality is not supported");
+		return errmsg(err, errlen, "--locality allow-set-locality is not supported");
 	return 0;
 }
 
@@ -607,9 +598,10 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 		argc--;
 		argv++;
 	} else if (argc >= 2 && (strcmp(argv[1], "chardev") == 0 || strcmp(argv[1], "cuse") == 0)) {
-		return fail(err, errlen, "'%s' mode is not supported: use 'vtpmd socket'", argv[1]);
+		return errmsg(err, errlen, "'%s' mode is not supported: use 'vtpmd socket'",
+			      argv[1]);
 	} else if (argc >= 2 && argv[1][0] != '-') {
-		return fail(err, errlen, "unknown mode '%s': use 'vtpmd socket'", argv[1]);
+		return errmsg(err, errlen, "unknown mode '%s': use 'vtpmd socket'", argv[1]);
 	}
 	optind = 0; /* full getopt reset: the parser may run more than once (tests) */
 	opterr = 0;
@@ -682,20 +674,20 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			break;
 		case OPT_UNSUPPORTED:
 			/* Name the option, not its value (argv[optind - 1] is the value). */
-			rc = fail(err, errlen, "option --%s is not supported by vtpmd",
-				  li >= 0 ? long_opts[li].name : "?");
+			rc = errmsg(err, errlen, "option --%s is not supported by vtpmd",
+				    li >= 0 ? long_opts[li].name : "?");
 			break;
 		case ':':
-			rc = fail(err, errlen, "option %s needs a value", argv[optind - 1]);
+			rc = errmsg(err, errlen, "option %s needs a value", argv[optind - 1]);
 			break;
 		default:
-			rc = fail(err, errlen, "unknown option %s (see vtpmd --help)",
-				  argv[optind - 1]);
+			rc = errmsg(err, errlen, "unknown option %s (see vtpmd --help)",
+				    argv[optind - 1]);
 			break;
 		}
 	}
 	if (rc == 0 && optind < argc)
-		rc = fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+		rc = errmsg(err, errlen, "unexpected argument '%s'", argv[optind]);
 	if (rc == 0)
 		rc = check_combination(o, err, errlen);
 	return rc;

@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/errmsg.h"
 #include "common/log.h"
 #include "common/seccomp_filter.h"
 #include "common/parse_num.h"
@@ -30,18 +31,6 @@
  * every later mapping counts against the limit, and one over it fails the allocation
  * (libtpms, OpenSSL, a large state blob). */
 #define MEMLOCK_HEADROOM_KB (64LL * 1024)
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static size_t page_round(size_t len)
 {
@@ -201,10 +190,10 @@ int sandbox_resolve_user(const char *spec, struct sandbox_user *u, char *err, si
 
 	memset(u, 0, sizeof(*u));
 	if (geteuid() != 0)
-		return fail(err, errlen,
-			    "--runas %s: only root can change to another user (vtpmd runs as uid "
-			    "%u); start it as root or drop --runas",
-			    spec, (unsigned)geteuid());
+		return errmsg(err, errlen,
+			      "--runas %s: only root can change to another user (vtpmd runs as uid "
+			      "%u); start it as root or drop --runas",
+			      spec, (unsigned)geteuid());
 	if (*spec && strspn(spec, "0123456789") == strlen(spec)) {
 		/* A number is the uid and the gid, as in swtpm; no supplementary groups. */
 		if (parse_num_u32("--runas", spec, NUM_DEC, 0, 0xfffffffe, &n, err, errlen) < 0)
@@ -218,14 +207,14 @@ int sandbox_resolve_user(const char *spec, struct sandbox_user *u, char *err, si
 	}
 	pw = getpwnam(spec);
 	if (!pw)
-		return fail(err, errlen, "--runas %s: no such user", spec);
+		return errmsg(err, errlen, "--runas %s: no such user", spec);
 	u->uid = pw->pw_uid;
 	u->gid = pw->pw_gid;
 	snprintf(u->name, sizeof(u->name), "%s", pw->pw_name);
 	ng = (int)(sizeof(u->groups) / sizeof(u->groups[0]));
 	if (getgrouplist(pw->pw_name, pw->pw_gid, u->groups, &ng) < 0)
-		return fail(err, errlen, "--runas %s: the user is in more than %zu groups", spec,
-			    sizeof(u->groups) / sizeof(u->groups[0]));
+		return errmsg(err, errlen, "--runas %s: the user is in more than %zu groups", spec,
+			      sizeof(u->groups) / sizeof(u->groups[0]));
 	u->ngroups = ng;
 	return 0;
 }
@@ -234,14 +223,14 @@ int sandbox_chroot(const char *dir, char *err, size_t errlen)
 {
 	if (chroot(dir) < 0) {
 		int e = errno;
-		return fail(err, errlen, "--chroot %s: %s%s", dir, strerror(e),
-			    e == EPERM ? " (only root can chroot)" : "");
+		return errmsg(err, errlen, "--chroot %s: %s%s", dir, strerror(e),
+			      e == EPERM ? " (only root can chroot)" : "");
 	}
 	if (chdir("/") < 0)
-		return fail(err, errlen, "--chroot %s: chdir / failed: %s", dir, strerror(errno));
+		return errmsg(err, errlen, "--chroot %s: chdir / failed: %s", dir, strerror(errno));
 	/* As swtpm: OpenSSL must still have an entropy source inside (getrandom(2)). */
 	if (RAND_status() != 1)
-		return fail(err, errlen, "--chroot %s: no entropy source inside the chroot", dir);
+		return errmsg(err, errlen, "--chroot %s: no entropy source inside the chroot", dir);
 	return 0;
 }
 
@@ -260,16 +249,16 @@ int sandbox_drop_privileges(const struct sandbox_user *u, struct sandbox_mem *m,
 			log_warn("cannot lock the key page");
 	}
 	if (setgroups((size_t)u->ngroups, u->groups) < 0)
-		return fail(err, errlen, "--runas %s: setgroups: %s", u->name, strerror(errno));
+		return errmsg(err, errlen, "--runas %s: setgroups: %s", u->name, strerror(errno));
 	if (setresgid(u->gid, u->gid, u->gid) < 0)
-		return fail(err, errlen, "--runas %s: setresgid(%u): %s", u->name, (unsigned)u->gid,
-			    strerror(errno));
+		return errmsg(err, errlen, "--runas %s: setresgid(%u): %s", u->name,
+			      (unsigned)u->gid, strerror(errno));
 	if (setresuid(u->uid, u->uid, u->uid) < 0)
-		return fail(err, errlen, "--runas %s: setresuid(%u): %s", u->name, (unsigned)u->uid,
-			    strerror(errno));
+		return errmsg(err, errlen, "--runas %s: setresuid(%u): %s", u->name,
+			      (unsigned)u->uid, strerror(errno));
 	if (u->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
-		return fail(err, errlen, "--runas %s: root could be regained after the switch",
-			    u->name);
+		return errmsg(err, errlen, "--runas %s: root could be regained after the switch",
+			      u->name);
 	/* A change of credentials resets dumpability to fs.suid_dumpable: set it again. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	return 0;
@@ -375,7 +364,8 @@ int sandbox_seccomp(enum seccomp_action action, char *err, size_t errlen)
 	if (action == SECCOMP_ACTION_NONE) {
 		/* No exec may ever gain privileges again (set-uid files, file capabilities). */
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-			return fail(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
+			return errmsg(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s",
+				      strerror(errno));
 		log_info("no seccomp filter (--seccomp action=none)");
 		return 0;
 	}

@@ -11,18 +11,7 @@
 #include <unistd.h>
 
 #include "common/cursor.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
+#include "common/errmsg.h"
 
 static bool is_instance_type(uint16_t t)
 {
@@ -68,8 +57,8 @@ static int decode_request(struct rcursor *c, struct priv_msg *m, char *err, size
 	uint32_t sender;
 
 	if (rc_remaining(c) != PRIV_REQUEST_LEN - 9)
-		return fail(err, errlen, "request of %zu bytes, not %d", rc_remaining(c) + 9,
-			    PRIV_REQUEST_LEN);
+		return errmsg(err, errlen, "request of %zu bytes, not %d", rc_remaining(c) + 9,
+			      PRIV_REQUEST_LEN);
 	rc_u32(c, &sender);
 	rc_u16(c, &m->type);
 	memset(&m->req, 0, sizeof(m->req));
@@ -80,12 +69,13 @@ static int decode_request(struct rcursor *c, struct priv_msg *m, char *err, size
 	rc_bytes(c, m->req.u.inst.proof, 32);
 	rc_bytes(c, m->req.u.inst.nonce, 32);
 	if (c->failed)
-		return fail(err, errlen, "request cut short");
+		return errmsg(err, errlen, "request cut short");
 	if (sender > INT32_MAX)
-		return fail(err, errlen, "sender pid %u out of range", sender);
+		return errmsg(err, errlen, "sender pid %u out of range", sender);
 	m->sender = (pid_t)sender;
 	if (!is_instance_type(m->type))
-		return fail(err, errlen, "request type 0x%04x is not an instance request", m->type);
+		return errmsg(err, errlen, "request type 0x%04x is not an instance request",
+			      m->type);
 	return 0;
 }
 
@@ -102,26 +92,26 @@ static int decode_refused(struct rcursor *c, struct priv_msg *m, char *err, size
 	rc_u8(c, &named);
 	rc_u16(c, &n);
 	if (c->failed)
-		return fail(err, errlen, "refusal cut short");
+		return errmsg(err, errlen, "refusal cut short");
 	if (n > PRIV_TEXT_MAX || rc_remaining(c) != n)
-		return fail(err, errlen, "refusal text of %u bytes with %zu left (at most %d)", n,
-			    rc_remaining(c), PRIV_TEXT_MAX);
+		return errmsg(err, errlen, "refusal text of %u bytes with %zu left (at most %d)", n,
+			      rc_remaining(c), PRIV_TEXT_MAX);
 	rc_bytes(c, m->text, n);
 	m->text[n] = '\0';
 	if (sender > INT32_MAX)
-		return fail(err, errlen, "sender pid %u out of range", sender);
+		return errmsg(err, errlen, "sender pid %u out of range", sender);
 	m->sender = (pid_t)sender;
 	if (named > 1)
-		return fail(err, errlen, "refusal flag %u is not 0 or 1", named);
+		return errmsg(err, errlen, "refusal flag %u is not 0 or 1", named);
 	m->named = named == 1;
 	if (m->status != MGR_ERR_MALFORMED && m->status != MGR_ERR_UNKNOWN_TYPE)
-		return fail(err, errlen, "refusal status %u is not malformed or unknown-type",
-			    m->status);
+		return errmsg(err, errlen, "refusal status %u is not malformed or unknown-type",
+			      m->status);
 	if (n == 0)
-		return fail(err, errlen, "refusal without a reason");
+		return errmsg(err, errlen, "refusal without a reason");
 	for (i = 0; i < n; i++)
 		if ((unsigned char)m->text[i] < 0x20 || m->text[i] == 0x7f)
-			return fail(err, errlen, "refusal text has a control byte at %zu", i);
+			return errmsg(err, errlen, "refusal text has a control byte at %zu", i);
 	return 0;
 }
 
@@ -133,36 +123,36 @@ int priv_decode(const uint8_t *buf, size_t len, bool to_parent, struct priv_msg 
 	memset(m, 0, offsetof(struct priv_msg, req));
 	m->text[0] = '\0';
 	if (len > PRIV_MSG_MAX)
-		return fail(err, errlen, "message of %zu bytes (at most %d)", len, PRIV_MSG_MAX);
+		return errmsg(err, errlen, "message of %zu bytes (at most %d)", len, PRIV_MSG_MAX);
 	rc_init(&c, buf, len);
 	if (rc_u8(&c, &m->kind) < 0 || rc_u64(&c, &m->id) < 0)
-		return fail(err, errlen, "message of %zu bytes has no header", len);
+		return errmsg(err, errlen, "message of %zu bytes has no header", len);
 	if (m->id == 0)
-		return fail(err, errlen, "connection id 0");
+		return errmsg(err, errlen, "connection id 0");
 	switch (m->kind) {
 	case PRIV_CONN:
 	case PRIV_DROP:
 		if (to_parent)
-			return fail(err, errlen, "kind %u is not sent to the parent", m->kind);
+			return errmsg(err, errlen, "kind %u is not sent to the parent", m->kind);
 		break;
 	case PRIV_GONE:
 		if (!to_parent)
-			return fail(err, errlen, "kind %u is not sent to the listener", m->kind);
+			return errmsg(err, errlen, "kind %u is not sent to the listener", m->kind);
 		break;
 	case PRIV_REQUEST:
 		if (!to_parent)
-			return fail(err, errlen, "kind %u is not sent to the listener", m->kind);
+			return errmsg(err, errlen, "kind %u is not sent to the listener", m->kind);
 		return decode_request(&c, m, err, errlen);
 	case PRIV_REFUSED:
 		if (!to_parent)
-			return fail(err, errlen, "kind %u is not sent to the listener", m->kind);
+			return errmsg(err, errlen, "kind %u is not sent to the listener", m->kind);
 		return decode_refused(&c, m, err, errlen);
 	default:
-		return fail(err, errlen, "unknown kind %u", m->kind);
+		return errmsg(err, errlen, "unknown kind %u", m->kind);
 	}
 	if (rc_expect_end(&c) < 0)
-		return fail(err, errlen, "%zu bytes after a kind %u message", rc_remaining(&c),
-			    m->kind);
+		return errmsg(err, errlen, "%zu bytes after a kind %u message", rc_remaining(&c),
+			      m->kind);
 	return 0;
 }
 
