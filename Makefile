@@ -29,7 +29,9 @@ VTPMMGRD_SRC := $(sort $(filter-out src/vtpmmgrd/main.c,$(wildcard src/vtpmmgrd/
 VTPMMGRD_OBJ := $(VTPMMGRD_SRC:%.c=$(BUILD)/%.o)
 VTPMCTL_SRC := $(sort $(wildcard src/vtpmctl/*.c))
 VTPMCTL_OBJ := $(VTPMCTL_SRC:%.c=$(BUILD)/%.o)
-LIBS_CTL := -lcrypto -lseccomp
+LIBS_CTL := -ltss2-mu -lcrypto -lseccomp
+# vtpmctl signs host policies with the manager's own policy code
+CTL_MGR_OBJ := $(BUILD)/src/vtpmmgrd/host_policy.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
@@ -57,7 +59,7 @@ $(BUILD)/vtpmd: $(BUILD)/src/vtpmd/main.o $(VTPMD_OBJ) $(COMMON_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_VTPMD)
 
-$(BUILD)/vtpmctl: $(VTPMCTL_OBJ) $(COMMON_OBJ)
+$(BUILD)/vtpmctl: $(VTPMCTL_OBJ) $(CTL_MGR_OBJ) $(COMMON_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_CTL)
 

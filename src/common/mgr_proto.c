@@ -53,6 +53,7 @@ static int field_len_rule(uint16_t tag)
 	case MGR_F_AUDIT_ID:
 	case MGR_F_NV_OFFSET:
 	case MGR_F_EPOCH:
+	case MGR_F_SERIAL:
 		return 8;
 	case MGR_F_UUID:
 	case MGR_F_GROUP_UUID:
@@ -82,6 +83,8 @@ static int field_len_rule(uint16_t tag)
 	case MGR_F_RESULT:
 		return -1;
 	case MGR_F_AK_PUBLIC:
+	case MGR_F_POLICY_KEY:
+	case MGR_F_POLICY:
 		return -4;
 	case MGR_F_RECORD:
 		return -2;

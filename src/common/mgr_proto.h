@@ -43,9 +43,15 @@ enum mgr_type {
 	MGR_RESUME = 0x0104,
 	MGR_OPEN_CONFIRM = 0x0105, /* UUID, NONCE → STATE_KEY, VERSION, DIGEST, GROUP_UUID */
 	/* admin socket (vtpmctl) */
-	MGR_HOST_INIT = 0x0201,	     /* PCR_MASK, [FORCE] → (status) */
-	MGR_HOST_STATUS = 0x0202,    /* [PCR_VALUE*] → RECORD fields of the host */
-	MGR_HOST_RESEAL = 0x0203,    /* [PCR_MASK], [PREDICT, PCR_VALUE*] → (status) */
+	MGR_HOST_INIT = 0x0201, /* PCR_MASK, [FORCE] → (status) */
+	/* [PCR_VALUE*], [PCR_MASK: read those PCRs, one host TPM command] → RECORD fields of
+	 * the host (with PCR_MASK: a PCR_VALUE field per PCR read) */
+	MGR_HOST_STATUS = 0x0202,
+	MGR_HOST_RESEAL = 0x0203, /* [PCR_MASK], [PREDICT, PCR_VALUE*] → (status) */
+	/* signed host policies (docs/vtpmmgrd.8, SIGNED POLICIES) */
+	MGR_HOST_POLICY_INSTALL = 0x0204, /* POLICY_KEY, [NV_INDEX] → (status) */
+	MGR_HOST_POLICY_ADD = 0x0205,	  /* POLICY → (status) */
+	MGR_HOST_POLICY_REVOKE = 0x0206,  /* SERIAL: revoke every policy below it → NV_VALUE */
 	MGR_GROUP_CREATE = 0x0211,   /* NAME, PATTERN*, BIN_DIGEST* | ANY_DIGEST → GROUP_UUID */
 	MGR_GROUP_LIST = 0x0212,     /* → RECORD* */
 	MGR_GROUP_SHOW = 0x0213,     /* NAME → RECORD */
@@ -106,8 +112,11 @@ enum mgr_field {
 	 * HOST_RESEAL with PREDICT: the expected values of the next boot; HOST_STATUS: values
 	 * to check (would a boot with them unseal the root key?) */
 	MGR_F_PCR_VALUE = 42,
-	MGR_F_PREDICT = 43, /* 0 bytes: HOST_RESEAL seals a predicted copy (PCR_VALUE*) */
-	/* instance-side fields from 60 down, admin-side ones from 42 up */
+	MGR_F_PREDICT = 43,    /* 0 bytes: HOST_RESEAL seals a predicted copy (PCR_VALUE*) */
+	MGR_F_POLICY_KEY = 44, /* 1..4096 bytes: the admin's policy key, DER SubjectPublicKeyInfo */
+	MGR_F_POLICY = 45,     /* 1..4096 bytes: a signed policy file (host_policy.h) */
+	MGR_F_SERIAL = 46,     /* u64: a signed policy's serial */
+	/* instance-side fields from 60 down, admin-side ones from 42 up (46 is the last) */
 	MGR_F_NONCE = 60, /* 32 bytes: MGR_OPEN's challenge, returned by MGR_OPEN_CONFIRM */
 };
 

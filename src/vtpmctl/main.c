@@ -28,6 +28,7 @@ const char ctl_main_help[] =
     "  host status [--check-pcrs FILE]     show the provisioning and the manager's state\n"
     "  host reseal [--pcrs LIST]           seal the root key again to the PCRs' values now\n"
     "  host reseal --predict FILE          a second copy, for the next boot's PCR values\n"
+    "  host policy sign|install|add|revoke signed PCR policies (host policy --help)\n"
     "  group create NAME --label PATTERN... (--digest HEX... | --digest-of FILE... |\n"
     "               --any-binary)          define a group\n"
     "  group list                          list the groups\n"

@@ -15,7 +15,9 @@
 
 #include <openssl/crypto.h>
 
+#include "common/cursor.h"
 #include "common/log.h"
+#include "vtpmmgrd/host_policy.h"
 #include "vtpmmgrd/host_tpm.h"
 #include "vtpmmgrd/manager.h"
 #include "vtpmmgrd/store.h"
@@ -440,9 +442,16 @@ static void copy_verdict(const char *which, const uint8_t *blob, size_t len,
 }
 
 /* host status: the predicted copy, and with PCR values, whether a boot with them unseals. */
-static void update_status(const struct store_host *h, const struct req_pcr_values *pv,
-			  struct mgr_builder *b)
+static void policy_status(struct mgrd *d, const struct store_host *h,
+			  const struct req_pcr_values *pv, struct mgr_builder *b, int *ok,
+			  char *note, size_t cap);
+
+static void update_status(struct mgrd *d, const struct store_host *h,
+			  const struct req_pcr_values *pv, struct mgr_builder *b)
 {
+	char signed_note[MGR_MAX_TEXT / 2];
+	int ok_signed = 0;
+
 	uint8_t values[HOST_TPM_PCRS][32];
 	uint32_t mask = 0;
 	char list[96], cur[384], next[384], err[256];
@@ -459,6 +468,7 @@ static void update_status(const struct store_host *h, const struct req_pcr_value
 		}
 		put_prop(b, "predicted_time", "%" PRId64, h->next_created);
 	}
+	policy_status(d, h, pv, b, &ok_signed, signed_note, sizeof(signed_note));
 	if (!pv->mask)
 		return;
 	copy_verdict("current", h->sealed_root, h->sealed_root_len, pv, &ok_cur, cur, sizeof(cur));
@@ -467,8 +477,12 @@ static void update_status(const struct store_host *h, const struct req_pcr_value
 			     sizeof(next));
 	else
 		snprintf(next, sizeof(next), "there is no predicted copy");
-	put_prop(b, "check_pcrs", "%s", ok_cur ? "current" : ok_next ? "predicted" : "no");
-	put_prop(b, "check_pcrs_note", "%s; %s", cur, next);
+	put_prop(b, "check_pcrs", "%s",
+		 ok_cur	     ? "current"
+		 : ok_next   ? "predicted"
+		 : ok_signed ? "signed"
+			     : "no");
+	put_prop(b, "check_pcrs_note", "%s; %s; %s", cur, next, signed_note);
 }
 
 static uint32_t host_status(struct mgrd *d, const struct mgr_request *req, struct mgr_reply *r)
@@ -518,7 +532,24 @@ static uint32_t host_status(struct mgrd *d, const struct mgr_request *req, struc
 	if (d->provisioned)
 		guard_status(d, &r->b);
 	if (h)
-		update_status(h, &req->u.host_status.pv, &r->b);
+		update_status(d, h, &req->u.host_status.pv, &r->b);
+	if (req->u.host_status.read_mask) {
+		uint8_t values[HOST_TPM_PCRS][32], v[33];
+		char err[256];
+
+		if (host_tpm_pcr_read(d->tpm, req->u.host_status.read_mask, values, err,
+				      sizeof(err)) != HOST_TPM_OK) {
+			free(h);
+			return reply_fail(r, MGR_ERR_HOST_TPM, "%s", err);
+		}
+		for (unsigned i = 0; i < HOST_TPM_PCRS; i++) {
+			if (!(req->u.host_status.read_mask & (1u << i)))
+				continue;
+			v[0] = (uint8_t)i;
+			memcpy(v + 1, values[i], 32);
+			mgr_put_bytes(&r->b, MGR_F_PCR_VALUE, v, sizeof(v));
+		}
+	}
 	host_tpm_command_counts(d->tpm, put_command_count, &r->b);
 	free(h);
 	if (!reply_record_end(&r->b, saved))
@@ -671,6 +702,448 @@ out:
 	free(blob);
 	free(h);
 	return st;
+}
+
+/* ---- signed policies (docs/vtpmmgrd.8, SIGNED POLICIES) ------------------------------- */
+
+/* The host record and its change's audit row, one transaction. */
+static uint32_t policy_commit(struct mgrd *d, const struct requester *who,
+			      const struct store_host *h, const char *note, struct mgr_reply *r)
+{
+	struct store_actor a = actor_of(who);
+	int rc;
+
+	rc = store_begin(d->store);
+	if (rc == STORE_OK)
+		rc = store_host_put(d->store, NULL, h);
+	if (rc == STORE_OK)
+		rc = store_audit_append(d->store, &a, "host-policy", "host", note);
+	if (rc == STORE_OK)
+		rc = store_commit(d->store);
+	else
+		store_rollback(d->store);
+	if (rc != STORE_OK)
+		return reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
+	r->audited = true;
+	return mgrd_write_end(d, r);
+}
+
+/* The host record for a policy request (NULL: failed, in r). */
+static struct store_host *policy_host(struct mgrd *d, struct mgr_reply *r, bool need_key)
+{
+	struct store_host *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	if (store_host_get(d->store, h) != STORE_OK) {
+		reply_fail(r, MGR_ERR_STORE, "%s", store_errmsg(d->store));
+		free(h);
+		return NULL;
+	}
+	if (need_key && (!h->policy_key_len || !h->sealed_auth_len || !h->policy_nv)) {
+		reply_fail(r, MGR_ERR_NOT_FOUND,
+			   "no policy key is installed (vtpmctl host policy install first)");
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+static void free_host(struct store_host *h)
+{
+	if (h)
+		OPENSSL_cleanse(h, sizeof(*h));
+	free(h);
+}
+
+static uint32_t host_policy_install(struct mgrd *d, const struct requester *who,
+				    const struct mgr_request *req, struct mgr_reply *r)
+{
+	const uint8_t *der = req->u.host_policy.data;
+	size_t der_len = req->u.host_policy.len, blob_len = 0, nv_len = 0, dropped = 0;
+	uint32_t idx = req->u.host_policy.nv_index, st;
+	uint8_t secret[KEYS_ROOT_SECRET_LEN], nv_name[HOST_TPM_NAME_MAX];
+	uint8_t want[HOST_POLICY_NAME_LEN], *blob = NULL;
+	char desc[16], err[512], note[STORE_RESULT_MAX + 1];
+	struct store_host *h = NULL;
+	TPM2B_PUBLIC pub;
+	uint64_t value = 0;
+	bool defined = false;
+	int rc;
+
+	snprintf(r->subject, sizeof(r->subject), "host");
+	st = mgrd_write_begin(d, r);
+	if (st)
+		return st;
+	if (host_policy_key_public(der, der_len, &pub, desc, sizeof(desc), err, sizeof(err)) < 0)
+		return reply_fail(r, MGR_ERR_MALFORMED, "policy key: %s", err);
+	if (idx == d->rb.nv_index)
+		return reply_fail(r, MGR_ERR_EXISTS,
+				  "NV index 0x%08x is the store's rollback counter: choose another "
+				  "revocation NV index",
+				  idx);
+	h = policy_host(d, r, false);
+	if (!h)
+		return r->status;
+	if (h->policy_nv && h->policy_nv != idx) {
+		st = reply_fail(r, MGR_ERR_EXISTS,
+				"the revocation counter is NV index 0x%08x already (the stored "
+				"policies are signed for it): install with --nv-index 0x%08x",
+				h->policy_nv, h->policy_nv);
+		goto out;
+	}
+	rc = host_tpm_counter_define(d->tpm, idx, 0, err, sizeof(err));
+	if (rc == HOST_TPM_OK)
+		defined = true;
+	else if (rc != HOST_TPM_ERR_EXISTS) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "%s", err);
+		goto out;
+	}
+	rc = host_tpm_counter_read(d->tpm, idx, &value, err, sizeof(err));
+	if (rc == HOST_TPM_OK)
+		rc = host_tpm_nv_name(d->tpm, idx, nv_name, &nv_len, err, sizeof(err));
+	if (rc != HOST_TPM_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "revocation counter: %s", err);
+		goto out;
+	}
+	if (host_policy_nv_name(idx, want) < 0 || nv_len != sizeof(want) ||
+	    memcmp(nv_name, want, sizeof(want)) != 0) {
+		st = reply_fail(r, MGR_ERR_EXISTS,
+				"NV index 0x%08x is defined, but not as a revocation counter "
+				"(another program's index?): choose another --nv-index",
+				idx);
+		goto out;
+	}
+	keys_root_secret_encode(d->root_key, d->rb.offset, secret);
+	rc = host_tpm_seal_authorized(d->tpm, secret, sizeof(secret), &pub, &blob, &blob_len, err,
+				      sizeof(err));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (rc != HOST_TPM_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "%s", err);
+		goto out;
+	}
+	if (blob_len > STORE_BLOB_MAX || der_len > STORE_BLOB_MAX) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "the sealed blob is too large");
+		goto out;
+	}
+	if (h->policy_key_len &&
+	    (h->policy_key_len != der_len || memcmp(h->policy_key, der, der_len) != 0)) {
+		/* signed with the previous key: they cannot open the new copy */
+		const uint8_t *e;
+		size_t n;
+
+		while (host_policy_list_get(h->policies, h->policies_len, dropped, &e, &n) == 1)
+			dropped++;
+		h->policies_len = 0;
+	}
+	memcpy(h->policy_key, der, der_len);
+	h->policy_key_len = der_len;
+	memcpy(h->sealed_auth, blob, blob_len);
+	h->sealed_auth_len = blob_len;
+	h->policy_nv = idx;
+	snprintf(note, sizeof(note),
+		 "ok: policy key %s installed; revocation counter 0x%08x%s at %" PRIu64 "%s", desc,
+		 idx, defined ? " defined," : "", value,
+		 dropped ? "; the previous key's signed policies are removed" : "");
+	st = policy_commit(d, who, h, note, r);
+	if (st == MGR_OK) {
+		d->policy_counter = value;
+		d->policy_counter_known = true;
+		log_info("policy key %s installed: a copy of the root key opens with policies it "
+			 "signs (revocation counter 0x%08x at %" PRIu64 ")",
+			 desc, idx, value);
+		put_prop(&r->b, "policy_key", "%s", desc);
+		mgr_put_u32(&r->b, MGR_F_NV_INDEX, idx);
+		mgr_put_u64(&r->b, MGR_F_NV_VALUE, value);
+		if (dropped)
+			put_prop(&r->b, "policies_removed", "%zu", dropped);
+	}
+out:
+	free(blob);
+	free_host(h);
+	return st;
+}
+
+static uint32_t host_policy_add(struct mgrd *d, const struct requester *who,
+				const struct mgr_request *req, struct mgr_reply *r)
+{
+	const uint8_t *data = req->u.host_policy.data, *e;
+	size_t len = req->u.host_policy.len, n = 0, count = 0, kept_len = 0, pruned = 0;
+	char err[512], list[96], note[STORE_RESULT_MAX + 1];
+	struct store_host *h = NULL;
+	struct host_policy *p, *q = NULL;
+	uint8_t *kept = NULL;
+	uint64_t value = 0;
+	uint32_t st;
+	int rc;
+
+	snprintf(r->subject, sizeof(r->subject), "host");
+	st = mgrd_write_begin(d, r);
+	if (st)
+		return st;
+	p = malloc(sizeof(*p));
+	if (!p)
+		return reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+	if (host_policy_parse(data, len, p, err, sizeof(err)) < 0) {
+		st = reply_fail(r, MGR_ERR_MALFORMED, "signed policy: %s", err);
+		goto out;
+	}
+	h = policy_host(d, r, true);
+	if (!h) {
+		st = r->status;
+		goto out;
+	}
+	if (p->nv_index != h->policy_nv) {
+		st = reply_fail(r, MGR_ERR_MALFORMED,
+				"signed policy: made for revocation NV index 0x%08x, but this "
+				"host's is 0x%08x",
+				p->nv_index, h->policy_nv);
+		goto out;
+	}
+	if (host_policy_verify(h->policy_key, h->policy_key_len, p, err, sizeof(err)) < 0) {
+		st = reply_fail(r, MGR_ERR_DENIED, "signed policy: %s", err);
+		goto out;
+	}
+	rc = host_tpm_counter_read(d->tpm, h->policy_nv, &value, err, sizeof(err));
+	if (rc != HOST_TPM_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "revocation counter: %s", err);
+		goto out;
+	}
+	d->policy_counter = value;
+	d->policy_counter_known = true;
+	if (value > p->serial) {
+		st = reply_fail(r, MGR_ERR_DENIED,
+				"signed policy: serial %" PRIu64
+				" is revoked (the revocation counter is at %" PRIu64
+				"): sign again with --serial %" PRIu64 " or higher",
+				p->serial, value, value);
+		goto out;
+	}
+	/* the stored ones, less those revoked (or unreadable): the new list */
+	kept = malloc(STORE_BLOB_MAX);
+	q = malloc(sizeof(*q));
+	if (!kept || !q) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0;
+	     (rc = host_policy_list_get(h->policies, h->policies_len, i, &e, &n)) == 1; i++) {
+		if (n == len && memcmp(e, data, len) == 0) {
+			put_prop(&r->b, "policy", "already stored");
+			st = MGR_OK;
+			goto out;
+		}
+		if (host_policy_parse(e, n, q, err, sizeof(err)) < 0 || q->serial < value) {
+			pruned++;
+			continue;
+		}
+		be16_put(kept + kept_len, (uint16_t)n);
+		memcpy(kept + kept_len + 2, e, n);
+		kept_len += 2 + n;
+		count++;
+	}
+	if (rc < 0) {
+		st = reply_fail(r, MGR_ERR_STORE, "the stored policy list is malformed");
+		goto out;
+	}
+	memcpy(h->policies, kept, kept_len);
+	h->policies_len = kept_len;
+	if (count >= HOST_POLICY_LIST_MAX || h->policies_len + 2 + len > STORE_BLOB_MAX) {
+		st = reply_fail(r, MGR_ERR_EXISTS,
+				"%zu signed policies are stored, the most there is room for: "
+				"revoke the old ones first (vtpmctl host policy revoke --below N)",
+				count);
+		goto out;
+	}
+	be16_put(h->policies + h->policies_len, (uint16_t)len);
+	memcpy(h->policies + h->policies_len + 2, data, len);
+	h->policies_len += 2 + len;
+	pcr_text(p->mask, list, sizeof(list));
+	snprintf(note, sizeof(note), "ok: signed policy serial %" PRIu64 " (PCRs %s) stored%s",
+		 p->serial, list, pruned ? "; the revoked ones are removed" : "");
+	st = policy_commit(d, who, h, note, r);
+	if (st == MGR_OK) {
+		log_info("signed policy serial %" PRIu64 " (PCRs %s) stored", p->serial, list);
+		mgr_put_u64(&r->b, MGR_F_SERIAL, p->serial);
+		mgr_put_u32(&r->b, MGR_F_PCR_MASK, p->mask);
+	}
+out:
+	free(kept);
+	free(q);
+	free(p);
+	free_host(h);
+	return st;
+}
+
+#define REVOKE_MAX_STEPS 1000
+
+static uint32_t host_policy_revoke(struct mgrd *d, const struct requester *who,
+				   const struct mgr_request *req, struct mgr_reply *r)
+{
+	uint64_t below = req->u.host_policy.serial, value = 0, was;
+	char err[512], note[STORE_RESULT_MAX + 1];
+	struct store_host *h = NULL;
+	struct host_policy *p = NULL;
+	const uint8_t *e;
+	size_t n, removed = 0;
+	uint32_t st;
+	int rc, tries = 0;
+
+	snprintf(r->subject, sizeof(r->subject), "host");
+	st = mgrd_write_begin(d, r);
+	if (st)
+		return st;
+	h = policy_host(d, r, true);
+	if (!h)
+		return r->status;
+	p = malloc(sizeof(*p));
+	if (!p) {
+		st = reply_fail(r, MGR_ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	rc = host_tpm_counter_read(d->tpm, h->policy_nv, &value, err, sizeof(err));
+	if (rc != HOST_TPM_OK) {
+		st = reply_fail(r, MGR_ERR_HOST_TPM, "revocation counter: %s", err);
+		goto out;
+	}
+	was = value;
+	if (below > value && below - value > REVOKE_MAX_STEPS) {
+		st = reply_fail(r, MGR_ERR_MALFORMED,
+				"revoking below %" PRIu64 " takes %" PRIu64
+				" increments of the revocation counter (at %" PRIu64
+				"); at most %d per request",
+				below, below - value, value, REVOKE_MAX_STEPS);
+		goto out;
+	}
+	while (value < below) {
+		rc = host_tpm_counter_increment(d->tpm, h->policy_nv, &value, err, sizeof(err));
+		if (rc == HOST_TPM_ERR_BUSY && ++tries < 200) {
+			nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+			continue;
+		}
+		if (rc != HOST_TPM_OK) {
+			d->policy_counter_known = false;
+			st = reply_fail(r, MGR_ERR_HOST_TPM,
+					"revocation counter (at %" PRIu64
+					" before this request): %s",
+					was, err);
+			goto out;
+		}
+	}
+	d->policy_counter = value;
+	d->policy_counter_known = true;
+	/* The stored policies it revoked stay (the TPM refuses them; status shows them
+	 * revoked) until an add needs their room. */
+	for (size_t i = 0; host_policy_list_get(h->policies, h->policies_len, i, &e, &n) == 1; i++)
+		if (host_policy_parse(e, n, p, err, sizeof(err)) == 0 && p->serial < value)
+			removed++;
+	snprintf(note, sizeof(note),
+		 "ok: revocation counter 0x%08x at %" PRIu64 " (was %" PRIu64
+		 "): signed policies with a serial below %" PRIu64 " are revoked (%zu of the "
+		 "stored ones)",
+		 h->policy_nv, value, was, value, removed);
+	st = policy_commit(d, who, h, note, r);
+	if (st == MGR_OK) {
+		log_info("signed policies with a serial below %" PRIu64
+			 " revoked (revocation counter 0x%08x at %" PRIu64 ", was %" PRIu64 ")",
+			 value, h->policy_nv, value, was);
+		mgr_put_u32(&r->b, MGR_F_NV_INDEX, h->policy_nv);
+		mgr_put_u64(&r->b, MGR_F_NV_VALUE, value);
+		mgr_put_u32(&r->b, MGR_F_COUNT, (uint32_t)removed);
+	}
+out:
+	free(p);
+	free_host(h);
+	return st;
+}
+
+/* host status: the policy key, the stored policies and the revocation counter; with PCR
+ * values (pv mask non-zero), whether a stored signed policy opens the authorized copy with
+ * them (*ok) and why not (note). No TPM command: the counter as last read. */
+static void policy_status(struct mgrd *d, const struct store_host *h,
+			  const struct req_pcr_values *pv, struct mgr_builder *b, int *ok,
+			  char *note, size_t cap)
+{
+	struct host_policy *p;
+	TPM2B_PUBLIC pub;
+	char desc[16], err[256], list[96], all[MGR_MAX_TEXT / 2], why[MGR_MAX_TEXT / 2];
+	const uint8_t *e;
+	size_t n, pos = 0, wpos = 0;
+	uint32_t differ, missing;
+
+	*ok = 0;
+	snprintf(note, cap, "no policy key is installed");
+	if (!h->policy_key_len) {
+		put_prop(b, "policy_key", "none");
+		return;
+	}
+	if (host_policy_key_public(h->policy_key, h->policy_key_len, &pub, desc, sizeof(desc), err,
+				   sizeof(err)) < 0)
+		snprintf(desc, sizeof(desc), "unreadable");
+	put_prop(b, "policy_key", "%s", desc);
+	put_prop(b, "policy_nv_index", "0x%08x", h->policy_nv);
+	if (d->policy_counter_known)
+		put_prop(b, "policy_counter", "%" PRIu64, d->policy_counter);
+	else
+		put_prop(b, "policy_counter", "unknown");
+	p = malloc(sizeof(*p));
+	if (!p)
+		return;
+	all[0] = why[0] = '\0';
+	for (size_t i = 0; host_policy_list_get(h->policies, h->policies_len, i, &e, &n) == 1;
+	     i++) {
+		if (host_policy_parse(e, n, p, err, sizeof(err)) < 0) {
+			pos +=
+			    (size_t)snprintf(all + pos, pos < sizeof(all) ? sizeof(all) - pos : 0,
+					     "%sunreadable (%s)", i ? ", " : "", err);
+			continue;
+		}
+		pcr_text(p->mask, list, sizeof(list));
+		if (pos < sizeof(all))
+			pos += (size_t)snprintf(
+			    all + pos, sizeof(all) - pos, "%sserial %" PRIu64 " (PCRs %s)%s",
+			    i ? ", " : "", p->serial, list,
+			    d->policy_counter_known && d->policy_counter > p->serial ? " revoked"
+										     : "");
+		if (!pv->mask || *ok)
+			continue;
+		differ = missing = 0;
+		for (unsigned k = 0; k < HOST_TPM_PCRS; k++) {
+			if (!(p->mask & (1u << k)))
+				continue;
+			if (!(pv->mask & (1u << k)))
+				missing |= 1u << k;
+			else if (CRYPTO_memcmp(p->values[k], pv->values[k], 32) != 0)
+				differ |= 1u << k;
+		}
+		if (!differ && !missing &&
+		    !(d->policy_counter_known && d->policy_counter > p->serial)) {
+			*ok = 1;
+			snprintf(note, cap, "signed policy serial %" PRIu64 " (PCRs %s) unseals",
+				 p->serial, list);
+			continue;
+		}
+		if (wpos < sizeof(why)) {
+			char dl[96];
+
+			pcr_text(differ | missing, dl, sizeof(dl));
+			wpos += (size_t)snprintf(why + wpos, sizeof(why) - wpos,
+						 "%sserial %" PRIu64 ": %s", wpos ? "; " : "",
+						 p->serial, differ || missing ? "" : "revoked");
+			if (differ || missing)
+				wpos += (size_t)snprintf(
+				    why + wpos, wpos < sizeof(why) ? sizeof(why) - wpos : 0,
+				    "PCR%s %s differ%s or missing",
+				    (differ | missing) & ((differ | missing) - 1) ? "s" : "", dl,
+				    (differ | missing) & ((differ | missing) - 1) ? "" : "s");
+		}
+	}
+	put_prop(b, "policies", "%s", all[0] ? all : "none");
+	if (pv->mask && !*ok)
+		snprintf(note, cap, "%s", why[0] ? why : "no signed policy is stored");
+	free(p);
 }
 
 /* ---- groups --------------------------------------------------------------------------- */
@@ -1201,6 +1674,15 @@ void admin_handle(struct mgrd *d, const struct requester *who, const struct mgr_
 		break;
 	case MGR_HOST_RESEAL:
 		host_reseal(d, who, req, r);
+		break;
+	case MGR_HOST_POLICY_INSTALL:
+		host_policy_install(d, who, req, r);
+		break;
+	case MGR_HOST_POLICY_ADD:
+		host_policy_add(d, who, req, r);
+		break;
+	case MGR_HOST_POLICY_REVOKE:
+		host_policy_revoke(d, who, req, r);
 		break;
 	case MGR_GROUP_CREATE:
 		group_create(d, who, req, r);

@@ -12,6 +12,7 @@
  */
 #include "vtpmmgrd/host_tpm.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 
 #include "common/cursor.h"
 #include "common/log.h"
+#include "vtpmmgrd/host_policy.h"
 
 #define TCTI_WRAP_MAGIC 0x7674706d68746370ull /* "vtpmhtcp" */
 
@@ -1348,5 +1350,394 @@ int host_tpm_ak_public(struct host_tpm *h, uint8_t **der, size_t *der_len, uint8
 	context_flush(h, &ak);
 	Esys_Free(pub);
 	Esys_Free(tpm_name);
+	return ret;
+}
+
+/* ---- signed policies: the authorized copy (host_policy.h) ---- */
+
+/* An authorized blob, parsed: the object's public and private parts. */
+struct sealed_auth {
+	TPM2B_PUBLIC pub;
+	TPM2B_PRIVATE priv;
+};
+
+static int auth_blob_parse(const uint8_t *blob, size_t blob_len, const TPM2B_PUBLIC *key,
+			   struct sealed_auth *s, char *err, size_t errlen)
+{
+	uint8_t name[HOST_POLICY_NAME_LEN], policy[SHA256_LEN];
+	struct rcursor c;
+	const uint8_t *p;
+	uint32_t magic;
+	uint16_t version, n;
+	size_t off;
+	TSS2_RC rc;
+
+	memset(s, 0, sizeof(*s));
+	rc_init(&c, blob, blob_len);
+	rc_u32(&c, &magic);
+	rc_u16(&c, &version);
+	if (c.failed)
+		return blob_err(err, errlen, "authorized copy: truncated header (%zu bytes)",
+				blob_len);
+	if (magic != HOST_TPM_AUTH_MAGIC)
+		return blob_err(err, errlen, "authorized copy: bad magic 0x%08x", magic);
+	if (version != 1)
+		return blob_err(err, errlen, "authorized copy: unsupported version %u", version);
+	if (rc_u16(&c, &n) || rc_ptr(&c, &p, n))
+		return blob_err(err, errlen, "authorized copy: truncated in TPM2B_PUBLIC");
+	off = 0;
+	rc = Tss2_MU_TPM2B_PUBLIC_Unmarshal(p, n, &off, &s->pub);
+	if (rc != TSS2_RC_SUCCESS || off != n)
+		return blob_err(err, errlen, "authorized copy: bad TPM2B_PUBLIC");
+	if (rc_u16(&c, &n) || rc_ptr(&c, &p, n))
+		return blob_err(err, errlen, "authorized copy: truncated in TPM2B_PRIVATE");
+	off = 0;
+	rc = Tss2_MU_TPM2B_PRIVATE_Unmarshal(p, n, &off, &s->priv);
+	if (rc != TSS2_RC_SUCCESS || off != n)
+		return blob_err(err, errlen, "authorized copy: bad TPM2B_PRIVATE");
+	if (rc_expect_end(&c))
+		return blob_err(err, errlen, "authorized copy: %zu trailing bytes",
+				rc_remaining(&c));
+	if (s->pub.publicArea.type != TPM2_ALG_KEYEDHASH ||
+	    s->pub.publicArea.nameAlg != TPM2_ALG_SHA256 ||
+	    s->pub.publicArea.objectAttributes != SEAL_ATTRS ||
+	    s->pub.publicArea.parameters.keyedHashDetail.scheme.scheme != TPM2_ALG_NULL)
+		return blob_err(
+		    err, errlen,
+		    "authorized copy: not a sealed data object of the expected template");
+	if (host_policy_key_name(key, name) < 0 ||
+	    host_policy_authorize_digest(name, sizeof(name), policy) < 0)
+		return blob_err(err, errlen,
+				"authorized copy: cannot compute the policy key's name");
+	if (s->pub.publicArea.authPolicy.size != SHA256_LEN ||
+	    CRYPTO_memcmp(s->pub.publicArea.authPolicy.buffer, policy, SHA256_LEN))
+		return blob_err(
+		    err, errlen,
+		    "authorized copy: its policy does not name the installed policy key");
+	return 0;
+}
+
+int host_tpm_auth_blob_check(const uint8_t *blob, size_t blob_len, const TPM2B_PUBLIC *key,
+			     char *err, size_t errlen)
+{
+	struct sealed_auth *s = malloc(sizeof(*s));
+	int ret;
+
+	if (!s) {
+		set_err(err, errlen, "out of memory");
+		return HOST_TPM_ERR_NOMEM;
+	}
+	ret = auth_blob_parse(blob, blob_len, key, s, err, errlen);
+	free(s);
+	return ret;
+}
+
+int host_tpm_seal_authorized(struct host_tpm *h, const uint8_t *secret, size_t len,
+			     const TPM2B_PUBLIC *key, uint8_t **blob, size_t *blob_len, char *err,
+			     size_t errlen)
+{
+	uint8_t name[HOST_POLICY_NAME_LEN], policy[SHA256_LEN];
+	uint8_t pub_buf[sizeof(TPM2B_PUBLIC)], priv_buf[sizeof(TPM2B_PRIVATE)];
+	size_t pub_len = 0, priv_len = 0, total;
+	ESYS_TR srk = ESYS_TR_NONE, session = ESYS_TR_NONE;
+	TPM2B_PUBLIC *pub = NULL;
+	TPM2B_PRIVATE *priv = NULL;
+	struct wcursor w;
+	int ret;
+
+	*blob = NULL;
+	*blob_len = 0;
+	ret = seal_args_ok(secret, len, 1, err, errlen);
+	if (ret)
+		return ret;
+	if (host_policy_key_name(key, name) < 0 ||
+	    host_policy_authorize_digest(name, sizeof(name), policy) < 0) {
+		set_err(err, errlen, "PolicyAuthorize digest: marshalling or SHA-256 failed");
+		return HOST_TPM_ERR_ARG;
+	}
+	ret = srk_create(h, &srk, err, errlen);
+	if (!ret)
+		ret = session_start(h, srk, TPM2_SE_HMAC, TPMA_SESSION_DECRYPT, &session, err,
+				    errlen);
+	if (!ret) {
+		ret = sealed_object_create(h, srk, session, secret, len, policy, &pub, &priv, err,
+					   errlen);
+		session_end(h, &session, !ret);
+	}
+	if (!ret && (Tss2_MU_TPM2B_PUBLIC_Marshal(pub, pub_buf, sizeof(pub_buf), &pub_len) ||
+		     Tss2_MU_TPM2B_PRIVATE_Marshal(priv, priv_buf, sizeof(priv_buf), &priv_len))) {
+		set_err(err, errlen, "TPM2_Create: cannot marshal the sealed object");
+		ret = HOST_TPM_ERR_TPM;
+	}
+	if (!ret) {
+		total = 6 + 2 + pub_len + 2 + priv_len;
+		*blob = malloc(total);
+		if (!*blob) {
+			set_err(err, errlen, "seal: out of memory");
+			ret = HOST_TPM_ERR_NOMEM;
+		}
+	}
+	if (!ret) {
+		wc_init(&w, *blob, total);
+		wc_u32(&w, HOST_TPM_AUTH_MAGIC);
+		wc_u16(&w, 1);
+		wc_u16(&w, (uint16_t)pub_len);
+		wc_bytes(&w, pub_buf, pub_len);
+		wc_u16(&w, (uint16_t)priv_len);
+		wc_bytes(&w, priv_buf, priv_len);
+		*blob_len = total;
+	}
+	context_flush(h, &session);
+	context_flush(h, &srk);
+	Esys_Free(pub);
+	Esys_Free(priv);
+	return ret;
+}
+
+int host_tpm_nv_name(struct host_tpm *h, uint32_t nv_index, uint8_t name[HOST_TPM_NAME_MAX],
+		     size_t *name_len, char *err, size_t errlen)
+{
+	ESYS_TR nv = ESYS_TR_NONE;
+	TPM2B_NAME *n = NULL;
+	TSS2_RC rc;
+	int ret;
+
+	*name_len = 0;
+	/* the cached handle: ESYS may hand out the same object for an index twice, so closing a
+	 * second one could close the cached one */
+	ret = nv_cached(h, nv_index, &nv, err, errlen);
+	if (ret)
+		return ret;
+	rc = Esys_TR_GetName(h->esys, nv, &n);
+	if (rc != TSS2_RC_SUCCESS) {
+		ret = tss_err(err, errlen, "TPM2_NV_ReadPublic (name)", rc);
+	} else if (n->size > HOST_TPM_NAME_MAX) {
+		set_err(err, errlen, "NV index 0x%08x: a name of %u bytes", nv_index, n->size);
+		ret = HOST_TPM_ERR_TPM;
+	} else {
+		memcpy(name, n->name, n->size);
+		*name_len = n->size;
+	}
+	Esys_Free(n);
+	return ret;
+}
+
+/* TPM2_LoadExternal of the policy key (owner hierarchy: a key in the null hierarchy would get
+ * a null ticket, which PolicyAuthorize refuses) and TPM2_VerifySignature: the ticket. */
+static int policy_ticket(struct host_tpm *h, const TPM2B_PUBLIC *key, const struct host_policy *p,
+			 TPMT_TK_VERIFIED **ticket, TPM2B_NAME **name, char *err, size_t errlen)
+{
+	ESYS_TR k = ESYS_TR_NONE;
+	TPM2B_DIGEST ahash = {.size = SHA256_LEN};
+	TSS2_RC rc;
+	int ret = 0;
+
+	if (host_policy_ahash(p->approved, ahash.buffer) < 0) {
+		set_err(err, errlen, "aHash: SHA-256 failed");
+		return HOST_TPM_ERR_NOMEM;
+	}
+	rc = Esys_LoadExternal(h->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, key,
+			       ESYS_TR_RH_OWNER, &k);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_err(err, errlen, "TPM2_LoadExternal (policy key)", rc);
+	rc = Esys_TR_GetName(h->esys, k, name);
+	if (rc != TSS2_RC_SUCCESS)
+		ret = tss_err(err, errlen, "TPM2_LoadExternal (policy key name)", rc);
+	if (!ret) {
+		rc = Esys_VerifySignature(h->esys, k, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+					  &ahash, &p->sig, ticket);
+		if (rc != TSS2_RC_SUCCESS)
+			ret = tss_err(err, errlen, "TPM2_VerifySignature (signed policy)", rc);
+	}
+	context_flush(h, &k);
+	return ret;
+}
+
+int host_tpm_unseal_authorized(struct host_tpm *h, const uint8_t *blob, size_t blob_len,
+			       const TPM2B_PUBLIC *key, const struct host_policy *p,
+			       uint8_t *secret, size_t cap, size_t *len, uint32_t *differ,
+			       uint64_t *counter, char *err, size_t errlen)
+{
+	struct sealed_auth *s;
+	struct sealed *cmp = NULL;
+	ESYS_TR srk = ESYS_TR_NONE, obj = ESYS_TR_NONE, session = ESYS_TR_NONE, nv = ESYS_TR_NONE;
+	TPMT_TK_VERIFIED *ticket = NULL;
+	TPM2B_NAME *name = NULL;
+	TPM2B_OPERAND operand = {.size = 8};
+	TPM2B_DIGEST approved = {.size = SHA256_LEN};
+	TPM2B_NONCE ref = {.size = sizeof(HOST_POLICY_REF) - 1};
+	TSS2_RC rc;
+	int ret;
+
+	*len = 0;
+	*differ = 0;
+	*counter = 0;
+	s = malloc(sizeof(*s));
+	cmp = calloc(1, sizeof(*cmp));
+	if (!s || !cmp) {
+		free(s);
+		free(cmp);
+		set_err(err, errlen, "unseal: out of memory");
+		return HOST_TPM_ERR_NOMEM;
+	}
+	ret = auth_blob_parse(blob, blob_len, key, s, err, errlen);
+	if (!ret) {
+		cmp->mask = p->mask;
+		memcpy(cmp->values, p->values, sizeof(cmp->values));
+		ret = pcr_compare(h, cmp, differ, err, errlen);
+	}
+	if (!ret) {
+		ret = host_tpm_counter_read(h, p->nv_index, counter, err, errlen);
+		if (!ret && *counter > p->serial) {
+			set_err(err, errlen,
+				"the signed policy with serial %" PRIu64
+				" is revoked (the revocation counter 0x%08x is at %" PRIu64 ")",
+				p->serial, p->nv_index, *counter);
+			ret = HOST_TPM_ERR_REVOKED;
+		}
+	}
+	if (!ret)
+		ret = policy_ticket(h, key, p, &ticket, &name, err, errlen);
+	if (!ret)
+		ret = srk_create(h, &srk, err, errlen);
+	if (!ret) {
+		struct sealed tmp;
+
+		memset(&tmp, 0, sizeof(tmp));
+		tmp.pub = s->pub;
+		tmp.priv = s->priv;
+		ret = object_load(h, srk, &tmp, &obj, err, errlen);
+		OPENSSL_cleanse(&tmp, sizeof(tmp));
+	}
+	if (!ret)
+		ret = session_start(h, srk, TPM2_SE_POLICY, TPMA_SESSION_ENCRYPT, &session, err,
+				    errlen);
+	if (!ret)
+		ret = policy_pcr(h, session, p->mask, err, errlen);
+	if (!ret)
+		ret = nv_cached(h, p->nv_index, &nv, err, errlen);
+	if (!ret) {
+		be64_put(operand.buffer, p->serial);
+		rc = Esys_PolicyNV(h->esys, ESYS_TR_RH_OWNER, nv, session, ESYS_TR_PASSWORD,
+				   ESYS_TR_NONE, ESYS_TR_NONE, &operand, 0, TPM2_EO_UNSIGNED_LE);
+		if (rc != TSS2_RC_SUCCESS)
+			ret = tss_err(err, errlen, "TPM2_PolicyNV (revocation counter)", rc);
+	}
+	if (!ret) {
+		memcpy(approved.buffer, p->approved, SHA256_LEN);
+		memcpy(ref.buffer, HOST_POLICY_REF, sizeof(HOST_POLICY_REF) - 1);
+		rc = Esys_PolicyAuthorize(h->esys, session, ESYS_TR_NONE, ESYS_TR_NONE,
+					  ESYS_TR_NONE, &approved, &ref, name, ticket);
+		if (rc != TSS2_RC_SUCCESS)
+			ret = tss_err(err, errlen, "TPM2_PolicyAuthorize", rc);
+	}
+	if (!ret) {
+		ret = object_unseal(h, obj, session, secret, cap, len, err, errlen);
+		session_end(h, &session, ret == 0 || ret == HOST_TPM_ERR_ARG);
+	}
+	context_flush(h, &session);
+	context_flush(h, &obj);
+	context_flush(h, &srk);
+	Esys_Free(ticket);
+	Esys_Free(name);
+	OPENSSL_cleanse(s, sizeof(*s));
+	free(s);
+	free(cmp);
+	return ret;
+}
+
+int host_tpm_policy_trial(struct host_tpm *h, const struct host_policy *p, const TPM2B_PUBLIC *key,
+			  uint8_t approved[32], uint8_t authorize[32],
+			  uint8_t key_name[HOST_TPM_NAME_MAX], size_t *key_name_len, char *err,
+			  size_t errlen)
+{
+	const TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_NULL};
+	ESYS_TR session = ESYS_TR_NONE, nv = ESYS_TR_NONE, k = ESYS_TR_NONE;
+	TPM2B_DIGEST pcr_digest = {.size = SHA256_LEN}, in = {.size = SHA256_LEN}, *out = NULL;
+	TPM2B_OPERAND operand = {.size = 8};
+	TPM2B_NONCE ref = {.size = sizeof(HOST_POLICY_REF) - 1};
+	TPMT_TK_VERIFIED ticket = {.tag = TPM2_ST_VERIFIED, .hierarchy = TPM2_RH_NULL};
+	TPML_PCR_SELECTION sel;
+	TPM2B_NAME *name = NULL;
+	EVP_MD_CTX *md;
+	TSS2_RC rc;
+	int ret = 0, ok;
+
+	*key_name_len = 0;
+	md = EVP_MD_CTX_new();
+	ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	for (unsigned i = 0; ok && i < HOST_TPM_PCRS; i++)
+		if (p->mask & (1u << i))
+			ok = EVP_DigestUpdate(md, p->values[i], SHA256_LEN);
+	ok = ok && EVP_DigestFinal_ex(md, pcr_digest.buffer, NULL);
+	EVP_MD_CTX_free(md);
+	if (!ok) {
+		set_err(err, errlen, "SHA-256 failed");
+		return HOST_TPM_ERR_NOMEM;
+	}
+	rc = Esys_StartAuthSession(h->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   ESYS_TR_NONE, NULL, TPM2_SE_TRIAL, &sym, TPM2_ALG_SHA256,
+				   &session);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_err(err, errlen, "TPM2_StartAuthSession (trial)", rc);
+	pcr_selection(p->mask, &sel);
+	rc = Esys_PolicyPCR(h->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pcr_digest,
+			    &sel);
+	if (rc != TSS2_RC_SUCCESS)
+		ret = tss_err(err, errlen, "TPM2_PolicyPCR (trial)", rc);
+	if (!ret)
+		ret = nv_cached(h, p->nv_index, &nv, err, errlen);
+	if (!ret) {
+		be64_put(operand.buffer, p->serial);
+		rc = Esys_PolicyNV(h->esys, ESYS_TR_RH_OWNER, nv, session, ESYS_TR_PASSWORD,
+				   ESYS_TR_NONE, ESYS_TR_NONE, &operand, 0, TPM2_EO_UNSIGNED_LE);
+		if (rc != TSS2_RC_SUCCESS)
+			ret = tss_err(err, errlen, "TPM2_PolicyNV (trial)", rc);
+	}
+	if (!ret) {
+		rc = Esys_PolicyGetDigest(h->esys, session, ESYS_TR_NONE, ESYS_TR_NONE,
+					  ESYS_TR_NONE, &out);
+		if (rc != TSS2_RC_SUCCESS || out->size != SHA256_LEN)
+			ret = tss_err(err, errlen, "TPM2_PolicyGetDigest (trial)", rc);
+		else
+			memcpy(approved, out->buffer, SHA256_LEN);
+		Esys_Free(out);
+		out = NULL;
+	}
+	if (!ret) {
+		rc = Esys_LoadExternal(h->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, key,
+				       ESYS_TR_RH_OWNER, &k);
+		if (rc != TSS2_RC_SUCCESS)
+			ret = tss_err(err, errlen, "TPM2_LoadExternal (policy key)", rc);
+	}
+	if (!ret) {
+		rc = Esys_TR_GetName(h->esys, k, &name);
+		if (rc != TSS2_RC_SUCCESS || name->size > HOST_TPM_NAME_MAX) {
+			ret = tss_err(err, errlen, "TPM2_LoadExternal (name)", rc);
+		} else {
+			memcpy(key_name, name->name, name->size);
+			*key_name_len = name->size;
+		}
+	}
+	if (!ret) {
+		memcpy(in.buffer, approved, SHA256_LEN);
+		memcpy(ref.buffer, HOST_POLICY_REF, sizeof(HOST_POLICY_REF) - 1);
+		rc = Esys_PolicyAuthorize(h->esys, session, ESYS_TR_NONE, ESYS_TR_NONE,
+					  ESYS_TR_NONE, &in, &ref, name, &ticket);
+		if (rc != TSS2_RC_SUCCESS)
+			ret = tss_err(err, errlen, "TPM2_PolicyAuthorize (trial)", rc);
+	}
+	if (!ret) {
+		rc = Esys_PolicyGetDigest(h->esys, session, ESYS_TR_NONE, ESYS_TR_NONE,
+					  ESYS_TR_NONE, &out);
+		if (rc != TSS2_RC_SUCCESS || out->size != SHA256_LEN)
+			ret = tss_err(err, errlen, "TPM2_PolicyGetDigest (trial)", rc);
+		else
+			memcpy(authorize, out->buffer, SHA256_LEN);
+		Esys_Free(out);
+	}
+	Esys_Free(name);
+	context_flush(h, &k);
+	context_flush(h, &session);
 	return ret;
 }

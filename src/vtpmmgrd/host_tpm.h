@@ -34,6 +34,8 @@ enum {
 	 * TPM_RC_RETRY, TPM_RC_YIELDED, TPM_RC_TESTING, TPM_RC_NV_UNAVAILABLE. Nothing was
 	 * done; the same command may be sent again after a pause. */
 	HOST_TPM_ERR_BUSY = -8,
+	/* unseal_authorized: the policy's serial is below the revocation counter */
+	HOST_TPM_ERR_REVOKED = -9,
 };
 
 /* host_tpm_counter_define flags */
@@ -151,6 +153,44 @@ int host_tpm_counter_read(struct host_tpm *h, uint32_t nv_index, uint64_t *value
  * *name_len bytes (34). */
 int host_tpm_ak_public(struct host_tpm *h, uint8_t **der, size_t *der_len, uint8_t name[34],
 		       size_t *name_len, char *err, size_t errlen);
+
+/* ---- signed policies (host_policy.h) ----
+ * Authorized blob format (big-endian): u32 magic "VTHA" (0x56544841), u16 version (1),
+ * u16 n + marshalled TPM2B_PUBLIC, u16 n + marshalled TPM2B_PRIVATE, nothing after. The
+ * object's authPolicy must be PolicyAuthorize(name of the policy key, HOST_POLICY_REF). */
+#define HOST_TPM_AUTH_MAGIC 0x56544841u
+
+struct host_policy;
+#include <tss2/tss2_tpm2_types.h>
+
+/* Seal secret under PolicyAuthorize(name of key, HOST_POLICY_REF). No PCR is read. */
+int host_tpm_seal_authorized(struct host_tpm *h, const uint8_t *secret, size_t len,
+			     const TPM2B_PUBLIC *key, uint8_t **blob, size_t *blob_len, char *err,
+			     size_t errlen);
+/* Unseal an authorized blob with the signed policy p (key: the policy key): the current values
+ * of p's PCRs are compared with p's first (HOST_TPM_ERR_PCR, their mask in *differ), the
+ * revocation counter with p's serial (HOST_TPM_ERR_REVOKED, the counter in *counter), then
+ * TPM2_LoadExternal(key), TPM2_VerifySignature, and a policy session PolicyPCR, PolicyNV,
+ * PolicyAuthorize, TPM2_Unseal. The blob and p are untrusted (p parsed by
+ * host_policy_parse). */
+int host_tpm_unseal_authorized(struct host_tpm *h, const uint8_t *blob, size_t blob_len,
+			       const TPM2B_PUBLIC *key, const struct host_policy *p,
+			       uint8_t *secret, size_t cap, size_t *len, uint32_t *differ,
+			       uint64_t *counter, char *err, size_t errlen);
+/* Check an authorized blob's shape and policy against key, without a TPM command. */
+int host_tpm_auth_blob_check(const uint8_t *blob, size_t blob_len, const TPM2B_PUBLIC *key,
+			     char *err, size_t errlen);
+/* The TPM name of NV index nv_index (TPM2_NV_ReadPublic), *name_len bytes. */
+int host_tpm_nv_name(struct host_tpm *h, uint32_t nv_index, uint8_t name[HOST_TPM_NAME_MAX],
+		     size_t *name_len, char *err, size_t errlen);
+
+/* For tests: the digests the TPM computes in a trial session for p (PolicyPCR with p's
+ * values, PolicyNV with p's serial: approved) and then PolicyAuthorize with key (authorize),
+ * and the TPM's name of key (TPM2_LoadExternal). The NV index must be defined. */
+int host_tpm_policy_trial(struct host_tpm *h, const struct host_policy *p, const TPM2B_PUBLIC *key,
+			  uint8_t approved[32], uint8_t authorize[32],
+			  uint8_t key_name[HOST_TPM_NAME_MAX], size_t *key_name_len, char *err,
+			  size_t errlen);
 
 /* TPM2_PCR_Extend of SHA-256 PCR pcr (0..23) with digest (the PCR's own, empty, auth).
  * For tests: simulates a host state change. */

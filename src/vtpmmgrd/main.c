@@ -34,6 +34,7 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "vtpmmgrd/commit_batch.h"
+#include "vtpmmgrd/host_policy.h"
 #include "vtpmmgrd/host_tpm.h"
 #include "vtpmmgrd/listener.h"
 #include "vtpmmgrd/manager.h"
@@ -208,17 +209,102 @@ static void audit_guard(struct mgrd *d, const char *prefix, const char *note)
 		log_warnx("audit: %s", store_errmsg(d->store));
 }
 
+/*
+ * The PCR-sealed copies do not open: try the authorized copy with each stored signed policy
+ * (docs/vtpmmgrd.8, SIGNED POLICIES). The store is not verified yet (its MAC key is what we
+ * unseal), and needs not be: the TPM checks the signature against the key the copy's policy
+ * names. 1: opened (*serial, *mask: the policy used); 0: none did, why (one clause per
+ * policy) in note; -1: the authorized copy is malformed (note).
+ */
+static int try_policies(struct mgrd *d, const struct store_host *h, uint8_t *secret, size_t cap,
+			size_t *len, uint64_t *serial, uint32_t *mask, char *note, size_t notecap)
+{
+	struct host_policy *p;
+	TPM2B_PUBLIC pub;
+	char desc[16], err[512], pcrs[128];
+	const uint8_t *e;
+	size_t n, pos = 0;
+	uint32_t differ;
+	uint64_t counter;
+	int rc, ret = 0;
+
+	note[0] = '\0';
+	if (!h->sealed_auth_len || !h->policy_key_len) {
+		snprintf(note, notecap, "no policy key is installed");
+		return 0;
+	}
+	if (host_policy_key_public(h->policy_key, h->policy_key_len, &pub, desc, sizeof(desc), err,
+				   sizeof(err)) < 0) {
+		snprintf(note, notecap, "the stored policy key is malformed (%s)", err);
+		return -1;
+	}
+	if (host_tpm_auth_blob_check(h->sealed_auth, h->sealed_auth_len, &pub, err, sizeof(err))) {
+		snprintf(note, notecap, "%s", err);
+		return -1;
+	}
+	p = malloc(sizeof(*p));
+	if (!p) {
+		snprintf(note, notecap, "out of memory");
+		return 0;
+	}
+	for (size_t i = 0; host_policy_list_get(h->policies, h->policies_len, i, &e, &n) == 1;
+	     i++) {
+		if (host_policy_parse(e, n, p, err, sizeof(err)) < 0) {
+			rc = HOST_TPM_ERR_FORMAT;
+		} else {
+			rc = host_tpm_unseal_authorized(d->tpm, h->sealed_auth, h->sealed_auth_len,
+							&pub, p, secret, cap, len, &differ,
+							&counter, err, sizeof(err));
+			if (counter) { /* read: as status shows it */
+				d->policy_counter = counter;
+				d->policy_counter_known = true;
+			}
+		}
+		if (rc == HOST_TPM_OK) {
+			*serial = p->serial;
+			*mask = p->mask;
+			ret = 1;
+			break;
+		}
+		if (pos < notecap) {
+			if (rc == HOST_TPM_ERR_PCR && differ) {
+				pcr_list(differ, pcrs, sizeof(pcrs));
+				pos += (size_t)snprintf(note + pos, notecap - pos,
+							"%sserial %" PRIu64 ": PCR%s %s differ%s",
+							pos ? "; " : "", p->serial,
+							(differ & (differ - 1)) ? "s" : "", pcrs,
+							(differ & (differ - 1)) ? "" : "s");
+			} else if (rc == HOST_TPM_ERR_FORMAT) {
+				pos += (size_t)snprintf(note + pos, notecap - pos,
+							"%spolicy %zu: malformed (%s)",
+							pos ? "; " : "", i + 1, err);
+			} else {
+				pos += (size_t)snprintf(note + pos, notecap - pos,
+							"%sserial %" PRIu64 ": %s", pos ? "; " : "",
+							p->serial, err);
+			}
+		}
+	}
+	if (!ret && !note[0])
+		snprintf(note, notecap, "no signed policy is stored");
+	OPENSSL_cleanse(p, sizeof(*p));
+	free(p);
+	return ret;
+}
+
 /* Unseal the root key: the current sealed copy first; if the host PCRs differ from its
  * values and there is a predicted copy (vtpmctl host reseal --predict), that one.
  * *used_next: the predicted copy opened. EXIT_OK or the exit status (logged). */
 static int unseal_root(struct mgrd *d, const struct store_host *h, uint8_t *secret, size_t cap,
-		       size_t *len, bool *used_next)
+		       size_t *len, bool *used_next, bool *used_policy)
 {
-	uint32_t differ = 0, differ2 = 0;
-	char err[1024], pcrs[128], pcrs2[128];
-	int rc;
+	uint32_t differ = 0, differ2 = 0, pmask = 0;
+	char err[1024], pcrs[128], pcrs2[128], pnote[1024], plist[128];
+	uint64_t serial = 0;
+	int rc, prc;
 
 	*used_next = false;
+	*used_policy = false;
 	rc = host_tpm_unseal(d->tpm, h->sealed_root, h->sealed_root_len, secret, cap, len, &differ,
 			     err, sizeof(err));
 	if (rc == HOST_TPM_ERR_PCR && h->sealed_next_len > 0) {
@@ -235,6 +321,21 @@ static int unseal_root(struct mgrd *d, const struct store_host *h, uint8_t *secr
 		}
 		if (rc == HOST_TPM_ERR_PCR) {
 			pcr_list(differ2, pcrs2, sizeof(pcrs2));
+			prc = try_policies(d, h, secret, cap, len, &serial, &pmask, pnote,
+					   sizeof(pnote));
+			if (prc == 1) {
+				pcr_list(pmask, plist, sizeof(plist));
+				*used_policy = true;
+				log_info(
+				    "host PCR%s %s differ%s from the sealed copies of the root "
+				    "key; the signed policy with serial %" PRIu64
+				    " (PCRs %s) opened it",
+				    (differ & (differ - 1)) ? "s" : "", pcrs,
+				    (differ & (differ - 1)) ? "" : "s", serial, plist);
+				d->policy_serial = serial;
+				d->policy_mask = pmask;
+				return EXIT_OK;
+			}
 			log_warnx(
 			    "refusing to start: host PCR%s %s differ%s from the state the root "
 			    "key was sealed to (mask 0x%06x); the predicted copy does not "
@@ -245,7 +346,9 @@ static int unseal_root(struct mgrd *d, const struct store_host *h, uint8_t *secr
 			    (differ2 & (differ2 - 1)) ? "s" : "", pcrs2,
 			    (differ2 & (differ2 - 1)) ? "" : "s",
 			    (differ2 & (differ2 - 1)) ? "s" : "", differ2);
-			return EXIT_PCR;
+			if (h->sealed_auth_len)
+				log_warnx("no signed policy opens the root key: %s", pnote);
+			return prc < 0 ? EXIT_TAMPERED : EXIT_PCR;
 		}
 		if (rc == HOST_TPM_ERR_FORMAT) {
 			log_warnx(
@@ -264,11 +367,25 @@ static int unseal_root(struct mgrd *d, const struct store_host *h, uint8_t *secr
 	}
 	if (rc == HOST_TPM_ERR_PCR) {
 		pcr_list(differ, pcrs, sizeof(pcrs));
+		prc = try_policies(d, h, secret, cap, len, &serial, &pmask, pnote, sizeof(pnote));
+		if (prc == 1) {
+			pcr_list(pmask, plist, sizeof(plist));
+			*used_policy = true;
+			log_info("host PCR%s %s differ%s from the sealed copy of the root key; the "
+				 "signed policy with serial %" PRIu64 " (PCRs %s) opened it",
+				 (differ & (differ - 1)) ? "s" : "", pcrs,
+				 (differ & (differ - 1)) ? "" : "s", serial, plist);
+			d->policy_serial = serial;
+			d->policy_mask = pmask;
+			return EXIT_OK;
+		}
 		log_warnx("refusing to start: host PCR%s %s differ%s from the state the root key "
 			  "was sealed to (mask 0x%06x)",
 			  (differ & (differ - 1)) ? "s" : "", pcrs,
 			  (differ & (differ - 1)) ? "" : "s", differ);
-		return EXIT_PCR;
+		if (h->sealed_auth_len)
+			log_warnx("no signed policy opens the root key: %s", pnote);
+		return prc < 0 ? EXIT_TAMPERED : EXIT_PCR;
 	}
 	if (rc == HOST_TPM_ERR_FORMAT) {
 		log_warnx("refusing to start: the store's sealed root key is malformed (%s): the "
@@ -341,6 +458,73 @@ static void promote_predicted(struct mgrd *d, const struct store_host *h)
 	free(n);
 }
 
+/* A signed policy opened the root key: audit it, and seal the PCR copy again to the current
+ * values (the host's PCR mask), so that the next start opens it directly. A failure is logged
+ * and changes nothing (the next start uses the signed policy again). */
+static void promote_signed(struct mgrd *d, const struct store_host *h)
+{
+	struct store_actor a = {.uid = 0, .pid = (uint32_t)getpid()};
+	uint8_t secret[KEYS_ROOT_SECRET_LEN], *blob = NULL;
+	char note[512], err[512], pcrs[128];
+	struct store_host *n;
+	size_t blob_len = 0;
+	bool changed = false;
+	int rc;
+
+	pcr_list(d->policy_mask, pcrs, sizeof(pcrs));
+	n = malloc(sizeof(*n));
+	if (!n) {
+		log_warnx("the PCR copy stays as it is: out of memory");
+		return;
+	}
+	*n = *h;
+	keys_root_secret_encode(d->root_key, d->rb.offset, secret);
+	rc = host_tpm_seal(d->tpm, secret, sizeof(secret), h->pcr_mask, &blob, &blob_len, err,
+			   sizeof(err));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (rc == HOST_TPM_OK && blob_len <= STORE_BLOB_MAX) {
+		memcpy(n->sealed_root, blob, blob_len);
+		n->sealed_root_len = blob_len;
+		changed = true;
+		snprintf(note, sizeof(note),
+			 "ok: the signed policy with serial %" PRIu64
+			 " (PCRs %s) opened the root key at start; the PCR copy is sealed again "
+			 "to the current values (PCR mask 0x%06x)",
+			 d->policy_serial, pcrs, h->pcr_mask);
+	} else {
+		log_warnx("the PCR copy stays as it is: %s",
+			  rc == HOST_TPM_OK ? "the sealed blob is too large" : err);
+		*n = *h;
+		snprintf(note, sizeof(note),
+			 "ok: the signed policy with serial %" PRIu64
+			 " (PCRs %s) opened the root key at start; the PCR copy could not be "
+			 "sealed again",
+			 d->policy_serial, pcrs);
+	}
+	free(blob);
+	rc = store_begin(d->store);
+	if (rc == STORE_OK && changed)
+		rc = store_host_put(d->store, NULL, n);
+	if (rc == STORE_OK)
+		rc = store_audit_append(d->store, &a, "host-policy", "host", note);
+	if (rc == STORE_OK)
+		rc = store_commit(d->store);
+	else
+		store_rollback(d->store);
+	if (rc != STORE_OK) {
+		log_warnx("the signed policy opened the root key but the PCR copy could not be "
+			  "replaced (the next start uses the signed policy again): %s",
+			  store_errmsg(d->store));
+	} else {
+		rollback_changed(&d->rb, 1);
+		log_info("the PCR copy of the root key is sealed again to the current values of "
+			 "PCR mask 0x%06x",
+			 h->pcr_mask);
+	}
+	OPENSSL_cleanse(n, sizeof(*n));
+	free(n);
+}
+
 /* Unseal the root key, verify the store, compare with the NV counter. */
 static int start_provisioned(struct mgrd *d, const struct store_host *h)
 {
@@ -349,10 +533,10 @@ static int start_provisioned(struct mgrd *d, const struct store_host *h)
 	uint64_t counter;
 	int64_t offset;
 	char err[1024];
-	bool used_next;
+	bool used_next, used_policy;
 	int rc;
 
-	rc = unseal_root(d, h, secret, sizeof(secret), &len, &used_next);
+	rc = unseal_root(d, h, secret, sizeof(secret), &len, &used_next, &used_policy);
 	if (rc != EXIT_OK)
 		return rc;
 	rc = keys_root_secret_decode(secret, len, d->root_key, &offset, err, sizeof(err));
@@ -406,6 +590,12 @@ static int start_provisioned(struct mgrd *d, const struct store_host *h)
 	d->host_created = h->created;
 	if (used_next)
 		promote_predicted(d, h);
+	if (used_policy)
+		promote_signed(d, h);
+	if (h->policy_nv && !d->policy_counter_known &&
+	    host_tpm_counter_read(d->tpm, h->policy_nv, &d->policy_counter, err, sizeof(err)) ==
+		HOST_TPM_OK)
+		d->policy_counter_known = true;
 	log_info("provisioned host: root key unsealed (PCR mask 0x%06x), store counter %" PRIu64
 		 ", NV counter 0x%08x at %" PRIu64,
 		 d->pcr_mask, counter, h->nv_index, d->rb.nv_value);

@@ -49,6 +49,11 @@ struct mgrd {
 	uint8_t root_key[KEYS_KEY_LEN]; /* valid while provisioned; memory is locked */
 	uint32_t pcr_mask;
 	int64_t host_created;
+	/* the signed policies' revocation counter, as last read (status costs no TPM command) */
+	bool policy_counter_known;
+	uint64_t policy_counter;
+	uint64_t policy_serial; /* the signed policy that opened the root key at start */
+	uint32_t policy_mask;
 	struct rollback rb;	     /* rb.nv_index: the index in use (provisioned) */
 	struct tpm_worker *worker;   /* the host TPM thread (the guard's advances) */
 	uint64_t seen_counter;	     /* the store's change counter, as last seen */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/cursor.h"
+#include "vtpmmgrd/host_policy.h"
 #include "vtpmmgrd/host_tpm.h"
 
 #define BIT(tag) (UINT64_C(1) << (tag))
@@ -25,9 +26,14 @@ static const struct rule rules[] = {
     {MGR_RESUME, "resume", REQ_INSTANCE,
      BIT(MGR_F_UUID) | BIT(MGR_F_VERSION) | BIT(MGR_F_DIGEST) | BIT(MGR_F_PROOF), 0},
     {MGR_HOST_INIT, "host-init", REQ_ADMIN, BIT(MGR_F_PCR_MASK) | BIT(MGR_F_FORCE), 0},
-    {MGR_HOST_STATUS, "host-status", REQ_ADMIN, BIT(MGR_F_PCR_VALUE), BIT(MGR_F_PCR_VALUE)},
+    {MGR_HOST_STATUS, "host-status", REQ_ADMIN, BIT(MGR_F_PCR_VALUE) | BIT(MGR_F_PCR_MASK),
+     BIT(MGR_F_PCR_VALUE)},
     {MGR_HOST_RESEAL, "host-reseal", REQ_ADMIN,
      BIT(MGR_F_PCR_MASK) | BIT(MGR_F_PREDICT) | BIT(MGR_F_PCR_VALUE), BIT(MGR_F_PCR_VALUE)},
+    {MGR_HOST_POLICY_INSTALL, "host-policy-install", REQ_ADMIN,
+     BIT(MGR_F_POLICY_KEY) | BIT(MGR_F_NV_INDEX), 0},
+    {MGR_HOST_POLICY_ADD, "host-policy-add", REQ_ADMIN, BIT(MGR_F_POLICY), 0},
+    {MGR_HOST_POLICY_REVOKE, "host-policy-revoke", REQ_ADMIN, BIT(MGR_F_SERIAL), 0},
     {MGR_GROUP_CREATE, "group-create", REQ_ADMIN,
      BIT(MGR_F_NAME) | BIT(MGR_F_PATTERN) | BIT(MGR_F_BIN_DIGEST) | BIT(MGR_F_ANY_DIGEST),
      BIT(MGR_F_PATTERN) | BIT(MGR_F_BIN_DIGEST)},
@@ -117,6 +123,9 @@ const char *mgr_field_name(uint16_t tag)
 	    [MGR_F_NONCE] = "nonce",
 	    [MGR_F_PCR_VALUE] = "pcr-value",
 	    [MGR_F_PREDICT] = "predict",
+	    [MGR_F_POLICY_KEY] = "policy-key",
+	    [MGR_F_POLICY] = "policy",
+	    [MGR_F_SERIAL] = "serial",
 	};
 
 	return tag < sizeof(names) / sizeof(names[0]) && names[tag] ? names[tag] : "unknown";
@@ -366,6 +375,9 @@ int mgr_request_decode(const struct mgr_msg *m, struct mgr_request *r, char *err
 		return pcr_mask_ok(r->u.host_init.pcr_mask, rt, err, errlen) < 0 ? REQ_MALFORMED
 										 : REQ_OK;
 	case MGR_HOST_STATUS:
+		if (mgr_get_u32(m, MGR_F_PCR_MASK, &r->u.host_status.read_mask) == 0 &&
+		    pcr_mask_ok(r->u.host_status.read_mask, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
 		return pcr_values(m, &r->u.host_status.pv, rt, err, errlen) < 0 ? REQ_MALFORMED
 										: REQ_OK;
 	case MGR_HOST_RESEAL:
@@ -384,6 +396,39 @@ int mgr_request_decode(const struct mgr_msg *m, struct mgr_request *r, char *err
 				     : "pcr-value fields are taken only with predict");
 			return REQ_MALFORMED;
 		}
+		return REQ_OK;
+	case MGR_HOST_POLICY_INSTALL: {
+		const struct mgr_field_view *f;
+
+		if (need(m, MGR_F_POLICY_KEY, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		f = mgr_find(m, MGR_F_POLICY_KEY);
+		r->u.host_policy.data = f->val;
+		r->u.host_policy.len = f->len;
+		r->u.host_policy.nv_index = HOST_POLICY_NV_DEFAULT;
+		mgr_get_u32(m, MGR_F_NV_INDEX, &r->u.host_policy.nv_index);
+		if (r->u.host_policy.nv_index < HOST_TPM_NV_FIRST ||
+		    r->u.host_policy.nv_index > HOST_TPM_NV_LAST) {
+			snprintf(err, errlen, "%s: NV index 0x%08x is outside 0x%08x..0x%08x", rt,
+				 r->u.host_policy.nv_index, HOST_TPM_NV_FIRST, HOST_TPM_NV_LAST);
+			return REQ_MALFORMED;
+		}
+		return REQ_OK;
+	}
+	case MGR_HOST_POLICY_ADD: {
+		const struct mgr_field_view *f;
+
+		if (need(m, MGR_F_POLICY, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		f = mgr_find(m, MGR_F_POLICY);
+		r->u.host_policy.data = f->val;
+		r->u.host_policy.len = f->len;
+		return REQ_OK;
+	}
+	case MGR_HOST_POLICY_REVOKE:
+		if (need(m, MGR_F_SERIAL, rt, err, errlen) < 0)
+			return REQ_MALFORMED;
+		mgr_get_u64(m, MGR_F_SERIAL, &r->u.host_policy.serial);
 		return REQ_OK;
 	case MGR_GROUP_CREATE:
 		return decode_group_create(m, r, rt, err, errlen) < 0 ? REQ_MALFORMED : REQ_OK;

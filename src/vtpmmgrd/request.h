@@ -88,8 +88,17 @@ struct mgr_request {
 			bool predict; /* a predicted copy to pv, beside the current one */
 			struct req_pcr_values pv;
 		} host_reseal;
+		/* HOST_POLICY_INSTALL (data: the key), _ADD (data: the policy file), _REVOKE;
+		 * data points into the request message */
+		struct {
+			const uint8_t *data;
+			size_t len;
+			uint32_t nv_index;
+			uint64_t serial;
+		} host_policy;
 		struct {
 			struct req_pcr_values pv; /* mask 0: no check asked */
+			uint32_t read_mask; /* PCR_MASK: the current values of these PCRs, read */
 		} host_status;
 		struct {
 			char name[STORE_NAME_MAX + 1];

@@ -54,9 +54,11 @@
  * recomputes agg and mac and compares both in constant time: a mismatch is STORE_TAMPERED, "the
  * store was modified outside vtpmmgrd (MAC mismatch)"; a missing MAC on a non-empty store is
  * STORE_TAMPERED too. A version-1 store is checked with the version-1 MAC (a full HMAC over the
- * rows, audit excluded), then upgraded to version 2 in one transaction (same counter: an upgrade
- * changes the layout, not the content; its audit rows become covered). It also runs PRAGMA
- * quick_check (STORE_CORRUPT).
+ * rows, audit excluded), then upgraded to version 3 in one transaction (same counter: an upgrade
+ * changes the layout, not the content; its audit rows become covered). A version-2 store is
+ * checked with the version-2 MAC (its host row without the signed-policy columns, schema
+ * version 2 in the top MAC), then upgraded to version 3 the same way; store_host_get reads a
+ * version-2 host row before the upgrade. It also runs PRAGMA quick_check (STORE_CORRUPT).
  *  5. A logical refusal (STORE_NOT_FOUND, STORE_EXISTS, STORE_BUSY, STORE_INVALID,
  *     STORE_ROLLBACK) changes nothing but its audit row and does not bump the counter.
  *
@@ -93,7 +95,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_BUSY_MS	     2000
 #define STORE_UUID_LEN	     16
 #define STORE_DIGEST_LEN     32
@@ -154,6 +156,17 @@ struct store_host {
 	uint8_t sealed_next[STORE_BLOB_MAX];
 	size_t sealed_next_len; /* 0..STORE_BLOB_MAX; 0: none (stored as NULL) */
 	int64_t next_created;	/* when sealed_next was made (seconds); 0 when there is none */
+	/* Signed policies (schema 3; vtpmctl host policy): the admin's policy key (DER
+	 * SubjectPublicKeyInfo), the root key sealed under PolicyAuthorize of that key, the
+	 * revocation counter's NV index and the signed policies (u16 length + policy file,
+	 * repeated). Lengths 0 and index 0: none (NULL in the store). */
+	uint8_t policy_key[STORE_BLOB_MAX];
+	size_t policy_key_len;
+	uint8_t sealed_auth[STORE_BLOB_MAX];
+	size_t sealed_auth_len;
+	uint32_t policy_nv;
+	uint8_t policies[STORE_BLOB_MAX];
+	size_t policies_len;
 };
 
 struct store_group {

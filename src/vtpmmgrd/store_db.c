@@ -35,11 +35,14 @@ static const char *const qsql[Q_COUNT] = {
     [Q_META_SET_MAC] = "UPDATE meta SET counter = ?1, mac = ?2, agg = ?3 WHERE id = 1",
     [Q_GUARD_SET] = "UPDATE meta SET epoch = ?1, guard_state = ?2, tpm_reset_count = ?3,"
 		    " guard_time = ?4 WHERE id = 1",
-    [Q_HOST_GET] = "SELECT pcr_mask, sealed_root, nv_index, ak_public, created, sealed_next,"
-		   " next_created FROM host WHERE id = 1",
+    [Q_HOST_GET] =
+	"SELECT pcr_mask, sealed_root, nv_index, ak_public, created, sealed_next,"
+	" next_created, policy_key, sealed_auth, policy_nv, policies FROM host WHERE id = 1",
+    [Q_HOST_GET_V2] = "SELECT pcr_mask, sealed_root, nv_index, ak_public, created, sealed_next,"
+		      " next_created FROM host WHERE id = 1",
     [Q_HOST_ROW] = "SELECT " HOST_COLS " FROM host WHERE id = 1",
     [Q_HOST_PUT] = "INSERT OR REPLACE INTO host (" HOST_COLS ") VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6,"
-		   " ?7)",
+		   " ?7, ?8, ?9, ?10, ?11)",
     [Q_GROUP_BY_UUID] = "SELECT " GROUP_COLS " FROM vtpm_groups WHERE uuid = ?1",
     [Q_GROUP_BY_NAME] = "SELECT " GROUP_COLS " FROM vtpm_groups WHERE name = ?1",
     [Q_GROUP_PATTERNS] = "SELECT pattern FROM group_patterns WHERE group_uuid = ?1"
@@ -146,6 +149,19 @@ const char st_schema_1_to_2[] =
     "ALTER TABLE host ADD COLUMN sealed_next BLOB;\n"
     "ALTER TABLE host ADD COLUMN next_created INTEGER NOT NULL DEFAULT 0;\n"
     "UPDATE meta SET audit_rows = (SELECT count(*) FROM audit) WHERE id = 1;\n";
+
+/*
+ * Version 3 adds to the host row the signed-policy columns (docs/vtpmmgrd.8, SIGNED
+ * POLICIES): the admin's policy key (DER SubjectPublicKeyInfo; NULL: none), the copy of the
+ * root key sealed under PolicyAuthorize of that key (NULL: none), the revocation counter's NV
+ * index (0: none) and the stored signed policies (u16 length + policy file, repeated; NULL:
+ * none).
+ */
+const char st_schema_2_to_3[] = "ALTER TABLE host ADD COLUMN policy_key BLOB;\n"
+				"ALTER TABLE host ADD COLUMN sealed_auth BLOB;\n"
+				"ALTER TABLE host ADD COLUMN policy_nv INTEGER NOT NULL DEFAULT 0"
+				" CHECK (policy_nv BETWEEN 0 AND 4294967295);\n"
+				"ALTER TABLE host ADD COLUMN policies BLOB;\n";
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
@@ -499,6 +515,8 @@ static int schema_create(struct store *s)
 	rc = st_exec(s, st_schema_v1, "creating the store schema");
 	if (rc == STORE_OK)
 		rc = st_exec(s, st_schema_1_to_2, "creating the store schema");
+	if (rc == STORE_OK)
+		rc = st_exec(s, st_schema_2_to_3, "creating the store schema");
 	if (rc == STORE_OK) {
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
 		rc = st_exec(s, sql, "setting the schema version");

@@ -6,9 +6,29 @@
 #include <string.h>
 #include <time.h>
 
+/* An optional blob column (NULL: length 0; an empty blob is malformed). */
+static int opt_blob(sqlite3_stmt *st, int col, uint8_t *buf, size_t cap, size_t *len)
+{
+	*len = 0;
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return 0;
+	return st_col_blob(st, col, buf, cap, len) < 0 || *len == 0 ? -1 : 0;
+}
+
+static int host_get_policy(sqlite3_stmt *st, struct store_host *h)
+{
+	if (opt_blob(st, 7, h->policy_key, sizeof(h->policy_key), &h->policy_key_len) < 0 ||
+	    opt_blob(st, 8, h->sealed_auth, sizeof(h->sealed_auth), &h->sealed_auth_len) < 0 ||
+	    st_col_u32(st, 9, &h->policy_nv) < 0 ||
+	    opt_blob(st, 10, h->policies, sizeof(h->policies), &h->policies_len) < 0)
+		return -1;
+	return 0;
+}
+
 int store_host_get(struct store *s, struct store_host *h)
 {
-	sqlite3_stmt *st = st_q(s, Q_HOST_GET);
+	/* a version-2 store is read before store_verify upgrades it (to unseal the root key) */
+	sqlite3_stmt *st = st_q(s, s->disk_version == 2 ? Q_HOST_GET_V2 : Q_HOST_GET);
 	int64_t created;
 	int rc;
 
@@ -27,12 +47,21 @@ int store_host_get(struct store *s, struct store_host *h)
 	    (sqlite3_column_type(st, 5) != SQLITE_NULL &&
 	     (st_col_blob(st, 5, h->sealed_next, sizeof(h->sealed_next), &h->sealed_next_len) < 0 ||
 	      h->sealed_next_len == 0)) ||
-	    st_col_int(st, 6, &h->next_created) < 0)
+	    st_col_int(st, 6, &h->next_created) < 0 ||
+	    (s->disk_version != 2 && host_get_policy(st, h) < 0))
 		rc = st_fail(s, STORE_CORRUPT, "the host record is malformed");
 	else
 		h->created = created;
 	sqlite3_reset(st);
 	return rc;
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, const uint8_t *p, size_t n)
+{
+	if (n)
+		st_bind_blob(st, i, p, n);
+	else
+		sqlite3_bind_null(st, i);
 }
 
 static int apply_host_put(struct store *s, const void *arg)
@@ -60,6 +89,10 @@ static int apply_host_put(struct store *s, const void *arg)
 		sqlite3_bind_null(st, 6);
 		st_bind_i64(st, 7, 0);
 	}
+	bind_opt(st, 8, h->policy_key, h->policy_key_len);
+	bind_opt(st, 9, h->sealed_auth, h->sealed_auth_len);
+	st_bind_i64(st, 10, h->policy_nv);
+	bind_opt(st, 11, h->policies, h->policies_len);
 	rc = st_run_stmt(s, st, "writing the host record");
 	if (rc == STORE_OK)
 		rc = st_rows_xor(s, st_q(s, Q_HOST_ROW), T_HOST, "reading the host record");
@@ -71,7 +104,9 @@ int store_host_put(struct store *s, const struct store_actor *who, const struct 
 	struct mut m = {.who = who, .action = "host-put", .subject = "host"};
 
 	if (h->sealed_root_len == 0 || h->sealed_root_len > STORE_BLOB_MAX ||
-	    h->ak_public_len > STORE_BLOB_MAX || h->sealed_next_len > STORE_BLOB_MAX)
+	    h->ak_public_len > STORE_BLOB_MAX || h->sealed_next_len > STORE_BLOB_MAX ||
+	    h->policy_key_len > STORE_BLOB_MAX || h->sealed_auth_len > STORE_BLOB_MAX ||
+	    h->policies_len > STORE_BLOB_MAX)
 		return st_refused(
 		    s, &m, st_fail(s, STORE_INVALID, "host record: a blob is empty or too long"));
 	return st_mutate(s, &m, apply_host_put, h);

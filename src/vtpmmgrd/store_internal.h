@@ -40,8 +40,9 @@ enum mac_table {
 	T_AUDIT = 6,
 };
 
-#define HOST_COLS                                                                                  \
+#define HOST_COLS_V2                                                                               \
 	"id, pcr_mask, sealed_root, nv_index, ak_public, created, sealed_next, next_created"
+#define HOST_COLS    HOST_COLS_V2 ", policy_key, sealed_auth, policy_nv, policies"
 #define GROUP_COLS   "uuid, name, any_digest, wrapped_key, created"
 #define PATTERN_COLS "group_uuid, pattern"
 #define DIGEST_COLS  "group_uuid, digest"
@@ -63,6 +64,7 @@ enum qid {
 	Q_META_SET_MAC,
 	Q_GUARD_SET,
 	Q_HOST_GET,
+	Q_HOST_GET_V2,
 	Q_HOST_ROW,
 	Q_HOST_PUT,
 	Q_GROUP_BY_UUID,
@@ -172,6 +174,7 @@ bool st_text_ok(const char *t, size_t max);
 bool st_state_ok(const char *t);
 extern const char st_schema_v1[];
 extern const char st_schema_1_to_2[];
+extern const char st_schema_2_to_3[];
 
 /* store_mac.c */
 struct macbuf;

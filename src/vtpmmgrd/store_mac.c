@@ -301,7 +301,12 @@ int st_agg_full(struct store *s, uint8_t agg[MAC_LEN], uint64_t *audit_rows)
 	memset(agg, 0, MAC_LEN);
 	*audit_rows = 0;
 	for (size_t i = 0; i < sizeof(agg_queries) / sizeof(agg_queries[0]) && !rc; i++) {
-		rc = sqlite3_prepare_v2(s->db, agg_queries[i].sql, -1, &st, NULL);
+		/* a version-2 store (verified before its upgrade) has the version-2 host row */
+		rc = sqlite3_prepare_v2(s->db,
+					agg_queries[i].table == T_HOST && s->disk_version == 2
+					    ? "SELECT " HOST_COLS_V2 " FROM host ORDER BY id"
+					    : agg_queries[i].sql,
+					-1, &st, NULL);
 		if (rc != SQLITE_OK)
 			return st_sql_fail(s, rc, "computing the store MAC");
 		n = 0;
@@ -386,7 +391,7 @@ int st_top_mac(struct store *s, const struct meta *mt, const uint8_t agg[MAC_LEN
 	}
 	if (rc == STORE_OK) {
 		mb_bytes(m, tag, sizeof(tag) - 1);
-		mb_u32(m, (uint32_t)STORE_SCHEMA_VERSION);
+		mb_u32(m, (uint32_t)(s->disk_version == 2 ? 2 : STORE_SCHEMA_VERSION));
 		mb_u64(m, mt->counter);
 		mb_u64(m, mt->guard.epoch);
 		mb_u8(m, mt->guard.state);

@@ -147,7 +147,9 @@ int st_verify_v1(struct store *s, uint64_t *counter, bool *fresh)
 }
 
 /*
- * Version 1 → 2 in one transaction, after st_verify_v1 accepted the store: the new meta
+ * Version 1 (or 2) → 3 in one transaction, after st_verify_v1 (or the version-2 check of
+ * store_verify) accepted the store: from version 1 the version-2 statements; then the
+ * version-3 host columns (signed policies); the new meta
  * columns, the audit row count, and (unless the store had no MAC) the aggregate over every
  * row, audit rows included, and the top MAC. Same counter: an upgrade changes the layout,
  * not the content. A crash leaves version 1 (verified again next time) or version 2.
@@ -161,12 +163,17 @@ int st_upgrade(struct store *s, uint64_t counter, bool fresh)
 	sqlite3_stmt *st;
 	int rc;
 
-	if (s->disk_version != 1)
-		return st_fail(s, STORE_CORRUPT, "no upgrade from schema version %d",
-			       s->disk_version);
+	int from = s->disk_version;
+
+	if (from != 1 && from != 2)
+		return st_fail(s, STORE_CORRUPT, "no upgrade from schema version %d", from);
 	rc = st_run(s, Q_BEGIN, "upgrading the store schema");
-	if (rc == STORE_OK)
+	if (rc == STORE_OK && from == 1)
 		rc = st_exec(s, st_schema_1_to_2, "upgrading the store schema");
+	if (rc == STORE_OK)
+		rc = st_exec(s, st_schema_2_to_3, "upgrading the store schema");
+	/* the aggregate and the MAC below are of the new layout */
+	s->disk_version = STORE_SCHEMA_VERSION;
 	if (rc == STORE_OK) {
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
 		rc = st_exec(s, sql, "upgrading the store schema");
@@ -198,9 +205,9 @@ int st_upgrade(struct store *s, uint64_t counter, bool fresh)
 		rc = st_run(s, Q_COMMIT, "upgrading the store schema");
 	if (rc != STORE_OK && !sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	if (rc == STORE_OK)
-		s->disk_version = STORE_SCHEMA_VERSION;
-	else
+	if (rc != STORE_OK) {
+		s->disk_version = from;
 		s->schema_known = false;
+	}
 	return rc;
 }

@@ -65,7 +65,7 @@ static int verify_unsealed(struct store *s, const struct meta *m)
 	return STORE_OK;
 }
 
-static int verify_v2(struct store *s, uint64_t *counter)
+static int verify_v2(struct store *s, uint64_t *counter, bool *fresh)
 {
 	uint8_t agg[MAC_LEN], mac[MAC_LEN];
 	struct meta m;
@@ -80,6 +80,7 @@ static int verify_v2(struct store *s, uint64_t *counter)
 	if (rc)
 		return rc;
 	s->schema_known = true;
+	*fresh = !m.sealed;
 	if (!m.sealed)
 		return verify_unsealed(s, &m);
 	if (!s->have_key)
@@ -120,7 +121,7 @@ int store_verify(struct store *s, uint64_t *counter, char *err, size_t errlen)
 		goto out;
 	rc = quick_check(s);
 	if (rc == STORE_OK)
-		rc = s->disk_version == 1 ? st_verify_v1(s, &c, &fresh) : verify_v2(s, &c);
+		rc = s->disk_version == 1 ? st_verify_v1(s, &c, &fresh) : verify_v2(s, &c, &fresh);
 	if (rc == STORE_OK)
 		rc = st_run(s, Q_COMMIT, "verifying the store");
 	if (!sqlite3_get_autocommit(s->db))

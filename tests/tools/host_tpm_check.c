@@ -15,6 +15,12 @@
  *   counter-read IDX              print the value (decimal; a fresh counter is incremented once)
  *   akpub OUTFILE.der             write the attestation key's DER SubjectPublicKeyInfo, print
  *                                 its TPM name as hex
+ *   policy-trial POLICY KEY.der   the digests of the signed policy file POLICY computed by the
+ *                                 TPM in a trial session (PolicyPCR, PolicyNV; then
+ *                                 PolicyAuthorize with the DER public key KEY.der) and the
+ *                                 key's TPM name, each compared with host_policy's software
+ *                                 computation: prints "approved ok|MISMATCH", "name ...",
+ *                                 "authorize ..."; exit 2 on a mismatch
  *   count                         open, do nothing, print the number of TPM commands sent
  *   bench N MASK IDX              time N seals, N unseals (of one blob), N counter increments
  *                                 of the (defined) counter IDX; print ms per operation and
@@ -36,6 +42,7 @@
 #include <openssl/crypto.h>
 
 #include "common/log.h"
+#include "vtpmmgrd/host_policy.h"
 #include "vtpmmgrd/host_tpm.h"
 
 enum {
@@ -212,6 +219,54 @@ static int cmd_seal(struct host_tpm *h, char **argv, char *err, size_t errlen)
 	return ret;
 }
 
+static void verdict(const char *what, const uint8_t *tpm, const uint8_t *soft, size_t n, int *bad)
+{
+	int same = memcmp(tpm, soft, n) == 0;
+
+	printf("%s %s tpm=", what, same ? "ok" : "MISMATCH");
+	for (size_t i = 0; i < n; i++)
+		printf("%02x", tpm[i]);
+	printf(" software=");
+	for (size_t i = 0; i < n; i++)
+		printf("%02x", soft[i]);
+	printf("\n");
+	*bad |= !same;
+}
+
+static int cmd_policy_trial(struct host_tpm *h, char **argv, char *err, size_t errlen)
+{
+	static uint8_t buf[MAX_BLOB + 1], der[MAX_BLOB + 1];
+	uint8_t approved[32], auth[32], soft_auth[32], name[HOST_TPM_NAME_MAX];
+	uint8_t soft_name[HOST_POLICY_NAME_LEN];
+	size_t n, der_len, name_len;
+	struct host_policy p;
+	TPM2B_PUBLIC pub;
+	char desc[16];
+	int ret, bad = 0;
+
+	if (read_file(argv[0], buf, sizeof(buf), &n) ||
+	    read_file(argv[1], der, sizeof(der), &der_len))
+		return EXIT_ERR;
+	if (host_policy_parse(buf, n, &p, err, errlen) < 0 ||
+	    host_policy_key_public(der, der_len, &pub, desc, sizeof(desc), err, errlen) < 0)
+		return fail(HOST_TPM_ERR_FORMAT, err);
+	ret = host_tpm_policy_trial(h, &p, &pub, approved, auth, name, &name_len, err, errlen);
+	if (ret)
+		return fail(ret, err);
+	if (host_policy_key_name(&pub, soft_name) < 0 ||
+	    host_policy_authorize_digest(soft_name, sizeof(soft_name), soft_auth) < 0)
+		return fail(HOST_TPM_ERR_TPM, "software digest failed");
+	verdict("approved", approved, p.approved, 32, &bad);
+	if (name_len != sizeof(soft_name)) {
+		printf("name MISMATCH (%zu bytes)\n", name_len);
+		bad = 1;
+	} else {
+		verdict("name", name, soft_name, sizeof(soft_name), &bad);
+	}
+	verdict("authorize", auth, soft_auth, 32, &bad);
+	return bad ? EXIT_ERR : EXIT_OK;
+}
+
 static int cmd_unseal(struct host_tpm *h, char **argv, char *err, size_t errlen)
 {
 	static uint8_t blob[MAX_BLOB + 1];
@@ -369,7 +424,7 @@ int main(int argc, char **argv)
 	    {"seal", 3},	{"unseal", 1},	       {"pcrread", 1},
 	    {"extend", 2},	{"counter-define", 1}, {"counter-undefine", 1},
 	    {"counter-inc", 1}, {"counter-read", 1},   {"akpub", 1},
-	    {"count", 0},	{"bench", 3},
+	    {"count", 0},	{"bench", 3},	       {"policy-trial", 2},
 	};
 	struct host_tpm *h;
 	char err[512] = "";
@@ -411,6 +466,8 @@ int main(int argc, char **argv)
 		ret = cmd_akpub(h, argv + 3, err, sizeof(err));
 	else if (!strcmp(cmd, "bench"))
 		ret = cmd_bench(h, argv + 3, err, sizeof(err));
+	else if (!strcmp(cmd, "policy-trial"))
+		ret = cmd_policy_trial(h, argv + 3, err, sizeof(err));
 	else {
 		printf("%" PRIu64 "\n", host_tpm_commands(h));
 		ret = EXIT_OK;

@@ -3,6 +3,7 @@
 
 #include "common/mgr_proto.h"
 #include "unit.h"
+#include "vtpmmgrd/host_policy.h"
 #include "vtpmmgrd/request.h"
 
 static uint8_t buf[MGR_MAX_MSG];
@@ -218,6 +219,59 @@ static void test_host_predict(void)
 	unit_end();
 }
 
+static void test_host_policy(void)
+{
+	struct mgr_builder b;
+	uint8_t key[70], pol[200];
+
+	memset(key, 0x30, sizeof(key));
+	memset(pol, 0x56, sizeof(pol));
+	unit_begin("request: host policy install, add, revoke; status with PCR_MASK");
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_INSTALL);
+	mgr_put_bytes(&b, MGR_F_POLICY_KEY, key, sizeof(key));
+	CHECK(decode(&b) == REQ_OK && r.u.host_policy.len == sizeof(key) &&
+	      r.u.host_policy.nv_index == HOST_POLICY_NV_DEFAULT);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_INSTALL);
+	mgr_put_bytes(&b, MGR_F_POLICY_KEY, key, sizeof(key));
+	mgr_put_u32(&b, MGR_F_NV_INDEX, 0x01000002);
+	CHECK(decode(&b) == REQ_OK && r.u.host_policy.nv_index == 0x01000002);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_INSTALL);
+	mgr_put_bytes(&b, MGR_F_POLICY_KEY, key, sizeof(key));
+	mgr_put_u32(&b, MGR_F_NV_INDEX, 0x01800000);
+	CHECK(decode(&b) == REQ_MALFORMED && says("NV index 0x01800000 is outside"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_INSTALL);
+	CHECKF(decode(&b) == REQ_MALFORMED && says("policy-key"), "%s", err);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_ADD);
+	mgr_put_bytes(&b, MGR_F_POLICY, pol, sizeof(pol));
+	CHECK(decode(&b) == REQ_OK && r.u.host_policy.len == sizeof(pol) &&
+	      r.u.host_policy.data[0] == 0x56);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_ADD);
+	mgr_put_bytes(&b, MGR_F_POLICY, pol, sizeof(pol));
+	mgr_put_bytes(&b, MGR_F_POLICY, pol, sizeof(pol));
+	CHECK(decode(&b) == REQ_MALFORMED && says("field 'policy' is given twice"));
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_ADD);
+	mgr_put_bytes(&b, MGR_F_POLICY, pol, 0);
+	CHECKF(decode(&b) == 99, "%s", err); /* an empty blob does not parse */
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_REVOKE);
+	mgr_put_u64(&b, MGR_F_SERIAL, 77);
+	CHECK(decode(&b) == REQ_OK && r.u.host_policy.serial == 77);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_REVOKE);
+	CHECKF(decode(&b) == REQ_MALFORMED && says("serial"), "%s", err);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_POLICY_REVOKE);
+	mgr_put_u32(&b, MGR_F_SERIAL, 77); /* 4 bytes, a serial has 8 */
+	CHECK(decode(&b) == 99);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_STATUS);
+	mgr_put_u32(&b, MGR_F_PCR_MASK, 0x10001);
+	CHECK(decode(&b) == REQ_OK && r.u.host_status.read_mask == 0x10001);
+	mgr_build_init(&b, buf, sizeof(buf), MGR_HOST_STATUS);
+	mgr_put_u32(&b, MGR_F_PCR_MASK, 0x1000000);
+	CHECK(decode(&b) == REQ_MALFORMED);
+	CHECK(mgr_request_socket(MGR_HOST_POLICY_ADD) == REQ_ADMIN &&
+	      mgr_request_socket(MGR_HOST_POLICY_INSTALL) == REQ_ADMIN &&
+	      mgr_request_socket(MGR_HOST_POLICY_REVOKE) == REQ_ADMIN);
+	unit_end();
+}
+
 static void test_group_create(void)
 {
 	struct mgr_builder b;
@@ -324,6 +378,7 @@ int main(void)
 	test_unknown();
 	test_host();
 	test_host_predict();
+	test_host_policy();
 	test_group_create();
 	test_refs_and_lists();
 	return unit_exit();

@@ -981,9 +981,9 @@ static void test_refuse_open(void)
 	CHECK(raw_exec(path, "PRAGMA user_version = 99") == 0);
 	rc = store_open(&s, path, NULL, err, sizeof(err));
 	CHECK(rc == STORE_NEWER && s == NULL);
-	CHECKF(strstr(err, "schema version 99, newer than this vtpmmgrd knows (2)") != NULL, "%s",
+	CHECKF(strstr(err, "schema version 99, newer than this vtpmmgrd knows (3)") != NULL, "%s",
 	       err);
-	CHECK(raw_exec(path, "PRAGMA user_version = 2") == 0);
+	CHECK(raw_exec(path, "PRAGMA user_version = 3") == 0);
 	s = open_ready(path, &c);
 	CHECK(s != NULL);
 	store_close(s);

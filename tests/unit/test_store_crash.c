@@ -18,8 +18,9 @@
  *    Then the store is reopened with the default VFS: it must verify and hold the old
  *    state or the new one, whole (audit row included), with the counter to match; and
  *    the new one whenever the mutation returned STORE_OK. The same for the upgrade of a
- *    version-1 store (tests/unit/fixtures/store_v1.hex) by store_verify: version 1 or 2,
- *    both verifying, with the same content. The mutations include the
+ *    version-1 and of a version-2 store (tests/unit/fixtures/store_v1.hex, store_v2.hex)
+ *    by store_verify: the old version or the current one, both verifying, with the same
+ *    content. The mutations include the
  *    rollback guard (store_guard_put) and an audit append that rotates the log (a row
  *    in, the oldest out, the aggregate following both).
  * VTPM_TEST_SEED=n replays a run (the seed is printed).
@@ -1095,8 +1096,22 @@ static int load_fixture(const char *name, const char *path)
 	return rc;
 }
 
-/* After a fault in store_verify's upgrade: version 1 or 2, whole, and it verifies. */
-static int upgrade_state(const char *work, int verify_rc, int mode, int n)
+/* The fixtures an upgrade starts from (their README): the vTPM whose version is checked. */
+static const struct upgrade_fixture {
+	const char *file;
+	int version;	  /* its schema version */
+	uint64_t counter; /* its store counter */
+	uint8_t uuid_last;
+	uint64_t vtpm_version;
+} upgrade_fixtures[] = {
+    {"store_v1.hex", 1, 7, 0x02, 7}, /* vTPM 90..90:02 */
+    {"store_v2.hex", 2, 4, 0x90, 3}, /* vTPM 90..90 */
+};
+
+/* After a fault in store_verify's upgrade: the old version or the current one, whole, and it
+ * verifies. */
+static int upgrade_state(const struct upgrade_fixture *fx, const char *work, int verify_rc,
+			 int mode, int n)
 {
 	char err[ERRLEN];
 	struct store *s = NULL;
@@ -1110,20 +1125,22 @@ static int upgrade_state(const char *work, int verify_rc, int mode, int n)
 	version = store_schema_version(s);
 	store_set_mac_key(s, v1_key);
 	rc = store_verify(s, &c, err, sizeof(err));
-	make_uuid(u, 0x90, 2);
+	memset(u, 0x90, sizeof(u));
+	u[15] = fx->uuid_last;
 	if (!CHECKF(rc == STORE_OK, "%s, point %d: verify %d (%s)", mode_names[mode], n, rc, err) ||
-	    !CHECKF(version == 1 || version == 2, "%s, point %d: version %d", mode_names[mode], n,
-		    version) ||
-	    !CHECKF(verify_rc != STORE_OK || version == 2,
+	    !CHECKF(version == fx->version || version == STORE_SCHEMA_VERSION,
+		    "%s, point %d: version %d", mode_names[mode], n, version) ||
+	    !CHECKF(verify_rc != STORE_OK || version == STORE_SCHEMA_VERSION,
 		    "%s, point %d: upgrade returned STORE_OK, but the file is version %d",
 		    mode_names[mode], n, version) ||
-	    !CHECKF(c == 7 && store_vtpm_get(s, u, &v) == STORE_OK && v.version == 7,
+	    !CHECKF(c == fx->counter && store_vtpm_get(s, u, &v) == STORE_OK &&
+			v.version == fx->vtpm_version,
 		    "%s, point %d: content changed", mode_names[mode], n)) {
 		store_close(s);
 		return -1;
 	}
 	store_close(s);
-	return version == 2;
+	return version == STORE_SCHEMA_VERSION;
 }
 
 static void test_upgrade_faults(void)
@@ -1135,42 +1152,48 @@ static void test_upgrade_faults(void)
 	bool exhausted;
 
 	snprintf(work, sizeof(work), "%s/upgrade.db", dir);
-	for (int mode = F_IOERR_ONCE; mode <= F_POWER_CUT_SOME; mode++) {
-		char name[160];
+	for (size_t f = 0; f < sizeof(upgrade_fixtures) / sizeof(upgrade_fixtures[0]); f++)
+		for (int mode = F_IOERR_ONCE; mode <= F_POWER_CUT_SOME; mode++) {
+			const struct upgrade_fixture *fx = &upgrade_fixtures[f];
+			char name[160];
 
-		snprintf(name, sizeof(name), "upgrade v1 -> v2: %s at every write point",
-			 mode_names[mode]);
-		unit_begin(name);
-		news = 0;
-		exhausted = false;
-		for (points = 1; !exhausted && points <= 400; points++) {
-			s = NULL;
-			fault_disarm();
-			if (!CHECK(load_fixture("store_v1.hex", work) == 0) ||
-			    !CHECK(store_open(&s, work, "faulty", err, sizeof(err)) == STORE_OK))
-				break;
-			store_set_mac_key(s, v1_key);
-			F.mode = (enum fault_mode)mode;
-			F.n = points;
-			rc = store_verify(s, &c, err, sizeof(err));
-			exhausted = !F.fired;
-			if (exhausted && (mode == F_POWER_CUT || mode == F_POWER_CUT_SOME))
-				power_cut();
-			if (exhausted && !CHECKF(rc == STORE_OK, "no fault, yet %d (%s)", rc, err))
-				break;
-			store_close(s);
-			fault_disarm();
-			state = upgrade_state(work, rc, mode, points);
-			if (state < 0)
-				break;
-			news += state;
+			snprintf(name, sizeof(name), "upgrade v%d -> v%d: %s at every write point",
+				 fx->version, STORE_SCHEMA_VERSION, mode_names[mode]);
+			unit_begin(name);
+			news = 0;
+			exhausted = false;
+			for (points = 1; !exhausted && points <= 400; points++) {
+				s = NULL;
+				fault_disarm();
+				if (!CHECK(load_fixture(fx->file, work) == 0) ||
+				    !CHECK(store_open(&s, work, "faulty", err, sizeof(err)) ==
+					   STORE_OK))
+					break;
+				store_set_mac_key(s, v1_key);
+				F.mode = (enum fault_mode)mode;
+				F.n = points;
+				rc = store_verify(s, &c, err, sizeof(err));
+				exhausted = !F.fired;
+				if (exhausted && (mode == F_POWER_CUT || mode == F_POWER_CUT_SOME))
+					power_cut();
+				if (exhausted &&
+				    !CHECKF(rc == STORE_OK, "no fault, yet %d (%s)", rc, err))
+					break;
+				store_close(s);
+				fault_disarm();
+				state = upgrade_state(fx, work, rc, mode, points);
+				if (state < 0)
+					break;
+				news += state;
+			}
+			printf("# upgrade from v%d, %s: %d write points; version %d after %d "
+			       "faults (and "
+			       "the run without one)\n",
+			       fx->version, mode_names[mode], points - 2, STORE_SCHEMA_VERSION,
+			       news - 1);
+			CHECKF(exhausted, "the upgrade never ran out of write points");
+			unit_end();
 		}
-		printf("# upgrade, %s: %d write points; version 2 after %d faults (and the run "
-		       "without one)\n",
-		       mode_names[mode], points - 2, news - 1);
-		CHECKF(exhausted, "the upgrade never ran out of write points");
-		unit_end();
-	}
 	remove_db(work);
 }
 

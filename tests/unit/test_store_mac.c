@@ -241,6 +241,14 @@ static int populate(struct store *s)
 	memset(h.sealed_root, 0x33, h.sealed_root_len);
 	h.ak_public_len = 91;
 	memset(h.ak_public, 0x30, h.ak_public_len);
+	/* the signed-policy columns (schema 3) hold values, so each is changed as a value */
+	h.policy_key_len = 91;
+	memset(h.policy_key, 0x31, h.policy_key_len);
+	h.sealed_auth_len = 120;
+	memset(h.sealed_auth, 0x34, h.sealed_auth_len);
+	h.policy_nv = 0x013ff101;
+	h.policies_len = 200;
+	memset(h.policies, 0x35, h.policies_len);
 	rc = store_host_put(s, &admin, &h);
 	make_group(&g, "g2", 2);
 	if (!rc)
@@ -822,7 +830,7 @@ static void test_upgrade(void)
 	uint64_t c, n;
 	int rc;
 
-	unit_begin("a version-1 store: verified by the v1 MAC, then upgraded to v2 at once");
+	unit_begin("a version-1 store: verified by the v1 MAC, then upgraded at once");
 	path_of(path, sizeof(path), "v1.db");
 	if (!CHECK(load_fixture("store_v1.hex", path) == 0))
 		goto out;
@@ -915,6 +923,79 @@ static void cleanup_dir(void)
 	rmdir(dir);
 }
 
+/* tests/unit/fixtures/store_v2.hex: written by the version-2 store code (commit 176ad76) under
+ * key: a host record (PCR mask 0x10001, 40-byte sealed root, 30-byte predicted copy), group g1,
+ * vTPM 90..90 (version 3), a guard (epoch 9), counter 4, 3 audit rows. */
+static void test_upgrade_v2(void)
+{
+	char path[128], err[ERRLEN];
+	struct store *s = NULL;
+	struct store_host h;
+	struct store_guard g;
+	uint64_t c, n;
+	int rc;
+
+	unit_begin(
+	    "a version-2 store: read before its upgrade, verified by the v2 MAC, upgraded to v3");
+	path_of(path, sizeof(path), "v2.db");
+	if (!CHECK(load_fixture("store_v2.hex", path) == 0))
+		goto out;
+	if (!CHECK(store_open(&s, path, NULL, err, sizeof(err)) == STORE_OK))
+		goto out;
+	CHECK(store_schema_version(s) == 2);
+	/* the host record is read before store_verify (to unseal the root key) */
+	CHECKF(store_host_get(s, &h) == STORE_OK && h.pcr_mask == 0x10001 &&
+		   h.sealed_root_len == 40 && h.sealed_next_len == 30 && h.policy_key_len == 0 &&
+		   h.sealed_auth_len == 0 && h.policy_nv == 0 && h.policies_len == 0,
+	       "%s", store_errmsg(s));
+	CHECK(store_audit_append(s, &admin, "x", "y", "z") == STORE_NOT_VERIFIED);
+	CHECK(store_verify(s, &c, err, sizeof(err)) == STORE_NO_KEY);
+	CHECK(store_schema_version(s) == 2);
+	store_set_mac_key(s, key);
+	CHECKF(store_verify(s, &c, err, sizeof(err)) == STORE_OK, "%s", err);
+	CHECK(c == 4);
+	CHECK(store_schema_version(s) == STORE_SCHEMA_VERSION);
+	CHECK(store_guard_get(s, &g) == STORE_OK && g.epoch == 9);
+	CHECK(store_audit_count(s, &n) == STORE_OK && n == 3);
+	/* and it works as version 3: the new columns are written and MAC-covered */
+	CHECK(store_host_get(s, &h) == STORE_OK && h.sealed_next_len == 30);
+	h.policy_key_len = 10;
+	memset(h.policy_key, 0x61, 10);
+	h.sealed_auth_len = 20;
+	memset(h.sealed_auth, 0x62, 20);
+	h.policy_nv = 0x013ff101;
+	CHECK(store_host_put(s, &admin, &h) == STORE_OK && counter_of(s) == 5);
+	store_close(s);
+	s = NULL;
+	CHECK(raw_int(path, "PRAGMA user_version") == STORE_SCHEMA_VERSION);
+	CHECK(verify_rc(path, err, sizeof(err)) == STORE_OK);
+	CHECK(raw_exec(path, "UPDATE host SET policy_nv = policy_nv + 1") == 1);
+	CHECK(verify_rc(path, err, sizeof(err)) == STORE_TAMPERED);
+
+	/* a tampered version-2 store is refused and left as it is */
+	CHECK(load_fixture("store_v2.hex", path) == 0);
+	CHECK(raw_exec(path, "UPDATE vtpms SET version = 2") == 1);
+	rc = verify_rc(path, err, sizeof(err));
+	CHECKF(rc == STORE_TAMPERED && strstr(err, "MAC mismatch"), "%d %s", rc, err);
+	CHECK(raw_int(path, "PRAGMA user_version") == 2);
+	/* so is one under another key */
+	CHECK(load_fixture("store_v2.hex", path) == 0);
+	if (!CHECK(store_open(&s, path, NULL, err, sizeof(err)) == STORE_OK))
+		goto out;
+	{
+		uint8_t k2[STORE_MAC_KEY_LEN];
+
+		memcpy(k2, key, sizeof(k2));
+		k2[5] ^= 0x10;
+		store_set_mac_key(s, k2);
+	}
+	CHECK(store_verify(s, &c, err, sizeof(err)) == STORE_TAMPERED);
+	CHECK(store_schema_version(s) == 2);
+out:
+	store_close(s);
+	unit_end();
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/vtpm-store-mac-XXXXXX");
@@ -923,6 +1004,7 @@ int main(void)
 		return 1;
 	}
 	test_every_column();
+	test_upgrade_v2();
 	test_delete_insert();
 	test_mix_and_match();
 	test_guard();
