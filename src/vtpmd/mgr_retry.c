@@ -61,8 +61,23 @@ bool tpm2_cc_may_write(uint32_t cc)
 	return false;
 }
 
+/* Commands Linux gives at most 2 s (drivers/char/tpm/tpm2-cmd.c,
+ * tpm2_ordinal_duration_index): Startup 750 ms, HierarchyControl, HierarchyChangeAuth and
+ * SelfTest 2 s. Run while the manager is away, such a command's wait for it would outlast
+ * the guest's timeout: a hard failure. TPM_RC_RETRY is a warning its caller resends (the
+ * kernel 8 times in about 2.5 s, then tpm2-tss's ESAPI up to 5 submissions more, each with
+ * the kernel's 8), so these are answered RETRY for as long as the manager is away. */
+static bool short_timeout(uint32_t cc)
+{
+	return cc == 0x144 || cc == 0x121 || cc == 0x129 || cc == 0x143;
+}
+
 enum mgr_retry_verdict mgr_retry_decide(struct mgr_retry *s, uint32_t cc, int64_t now_ms)
 {
+	if (short_timeout(cc)) {
+		s->answered++;
+		return MGR_RETRY_ANSWER;
+	}
 	if (s->streak && s->cc == cc && now_ms - s->last_ms <= MGR_RETRY_GAP_MS &&
 	    now_ms - s->first_ms >= MGR_RETRY_HOLD_MS) {
 		s->streak = false; /* run it; a later command starts anew */

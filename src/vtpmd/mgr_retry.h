@@ -18,10 +18,14 @@
  * for after all (dictionary-attack counter, orderly flag) waits for the manager, as a
  * command in flight when the manager goes away does (manager_client.h).
  *
- * The same command answered RETRY for MGR_RETRY_HOLD_MS (without a gap longer than
- * MGR_RETRY_GAP_MS between its tries) is run the next time, and its state write waits
- * for the manager as before: Linux's last try (about 2.5 s after the first) then gets the
- * command's whole timeout, instead of a RETRY that would end its retrying.
+ * A command Linux gives a long timeout (NV_Write and most others: 2 or 5 minutes) that has
+ * been answered RETRY for MGR_RETRY_HOLD_MS (without a gap longer than MGR_RETRY_GAP_MS
+ * between its tries) is run the next time, and its state write waits for the manager as
+ * before: Linux's last try (about 2.5 s after the first) then gets the command's whole
+ * timeout, instead of a RETRY that would end its retrying. A command Linux gives 2 s or
+ * less (Startup, HierarchyControl, HierarchyChangeAuth, SelfTest) is never run while the
+ * manager is away: a wait would outlast its timeout, a RETRY is resent (the kernel, then
+ * tpm2-tss's ESAPI up to 5 times) or reaches the caller as a warning, never a timeout.
  */
 #ifndef VTPMD_MGR_RETRY_H
 #define VTPMD_MGR_RETRY_H

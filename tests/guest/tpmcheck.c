@@ -202,14 +202,43 @@ static int tpm_open(void)
 	return -1;
 }
 
-/* Send cmd, receive into rsp, check header; name is the operation for messages.
+/* Send cmd once, receive into rsp. Returns 0 if a whole response came back (*rc set), else
+ * 1 (message printed). */
+static int tpm_submit(const char *name, struct buf *cmd, struct buf *rsp, uint32_t *rc);
+
+/* Send cmd, receive into rsp, check header; name is the operation for messages. A warning
+ * that the command was not executed (TPM_RC_RETRY, YIELDED, TESTING) is resubmitted up to 5
+ * times, as tpm2-tss's ESAPI does (Linux's driver has already resent it 8 times by then).
  * Returns 0 if the TPM answered TPM_RC_SUCCESS, else 1 (message printed). */
 static int tpm_transact(const char *name, struct buf *cmd, struct buf *rsp, uint16_t want_tag)
 {
+	uint32_t rc = 0;
+	int submissions = 0;
+
 	if (cmd->bad) {
 		fprintf(stderr, "tpmcheck: %s: command too large\n", name);
 		return 1;
 	}
+	do {
+		if (tpm_submit(name, cmd, rsp, &rc) != 0)
+			return 1;
+	} while ((rc == 0x922u || rc == 0x908u || rc == 0x90Au) && ++submissions <= 5);
+	uint16_t tag = (uint16_t)(rsp->data[0] << 8 | rsp->data[1]);
+	if (rc != 0) {
+		fprintf(stderr, "tpmcheck: %s: TPM response code 0x%08x: %s (tag 0x%04x)\n", name,
+			rc, rc_name(rc), tag);
+		return 1;
+	}
+	if (tag != want_tag) {
+		fprintf(stderr, "tpmcheck: %s: response tag 0x%04x, expected 0x%04x\n", name, tag,
+			want_tag);
+		return 1;
+	}
+	return 0;
+}
+
+static int tpm_submit(const char *name, struct buf *cmd, struct buf *rsp, uint32_t *rc)
+{
 	int fd = tpm_open();
 	if (fd < 0)
 		return 1;
@@ -233,22 +262,12 @@ static int tpm_transact(const char *name, struct buf *cmd, struct buf *rsp, uint
 		fprintf(stderr, "tpmcheck: %s: short response (%zu bytes)\n", name, rsp->len);
 		return 1;
 	}
-	uint16_t tag = get_u16(rsp);
+	(void)get_u16(rsp); /* the tag: checked by the caller once the code is final */
 	uint32_t size = get_u32(rsp);
-	uint32_t rc = get_u32(rsp);
+	*rc = get_u32(rsp);
 	if (size != rsp->len) {
 		fprintf(stderr, "tpmcheck: %s: response size field %u but %zu bytes received\n",
 			name, size, rsp->len);
-		return 1;
-	}
-	if (rc != 0) {
-		fprintf(stderr, "tpmcheck: %s: TPM response code 0x%08x: %s (tag 0x%04x)\n", name,
-			rc, rc_name(rc), tag);
-		return 1;
-	}
-	if (tag != want_tag) {
-		fprintf(stderr, "tpmcheck: %s: response tag 0x%04x, expected 0x%04x\n", name, tag,
-			want_tag);
 		return 1;
 	}
 	return 0;

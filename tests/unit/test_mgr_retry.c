@@ -52,20 +52,38 @@ int main(void)
 	CHECK(memcmp(rsp, want, sizeof(want)) == 0);
 	unit_end();
 
-	unit_begin("retry: Linux's schedule: seven RETRYs, the eighth try runs");
+	unit_begin("retry: Linux's schedule: seven RETRYs, the eighth try runs (NV_Write)");
 	memset(&s, 0, sizeof(s));
 	/* tpm_transmit's tries: 0, 20, 60, 140, 300, 620, 1260, 2540 ms (+ 2 ms each) */
 	for (i = 0, t = 1000; i < 7; i++) {
-		CHECKF(mgr_retry_decide(&s, 0x129, t) == MGR_RETRY_ANSWER, "try %d at %lld", i,
+		CHECKF(mgr_retry_decide(&s, 0x137, t) == MGR_RETRY_ANSWER, "try %d at %lld", i,
 		       (long long)t);
 		t += (20 << i) + 2;
 	}
 	CHECK(s.answered == 7);
-	CHECKF(mgr_retry_decide(&s, 0x129, t) == MGR_RETRY_RUN, "try 8 at %lld", (long long)t);
+	CHECKF(mgr_retry_decide(&s, 0x137, t) == MGR_RETRY_RUN, "try 8 at %lld", (long long)t);
 	CHECK(s.answered == 7);
 	/* the next command of the same code starts anew */
-	CHECK(mgr_retry_decide(&s, 0x129, t + 10) == MGR_RETRY_ANSWER);
+	CHECK(mgr_retry_decide(&s, 0x137, t + 10) == MGR_RETRY_ANSWER);
 	CHECK(s.answered == 8);
+	unit_end();
+
+	unit_begin("retry: commands Linux gives 2 s or less are answered RETRY all through");
+	{
+		/* Startup, HierarchyControl, HierarchyChangeAuth, SelfTest */
+		static const uint32_t short_cc[] = {0x144, 0x121, 0x129, 0x143};
+		size_t k;
+
+		for (k = 0; k < sizeof(short_cc) / sizeof(short_cc[0]); k++) {
+			memset(&s, 0, sizeof(s));
+			for (t = 0; t <= 60000; t += 100)
+				if (!CHECKF(mgr_retry_decide(&s, short_cc[k], t) ==
+						MGR_RETRY_ANSWER,
+					    "0x%x at %lld ms", short_cc[k], (long long)t))
+					break;
+			CHECK(s.answered == 601);
+		}
+	}
 	unit_end();
 
 	unit_begin("retry: another command starts its own streak");
