@@ -458,71 +458,24 @@ static void promote_predicted(struct mgrd *d, const struct store_host *h)
 	free(n);
 }
 
-/* A signed policy opened the root key: audit it, and seal the PCR copy again to the current
- * values (the host's PCR mask), so that the next start opens it directly. A failure is logged
- * and changes nothing (the next start uses the signed policy again). */
-static void promote_signed(struct mgrd *d, const struct store_host *h)
+/* A signed policy opened the root key: audit it. The PCR copy stays as it was sealed: a
+ * copy sealed again to these values would open the key in this host state without the
+ * policy, so revoking the policy (vtpmctl host policy revoke) would no longer stop it. */
+static void audit_signed(struct mgrd *d)
 {
 	struct store_actor a = {.uid = 0, .pid = (uint32_t)getpid()};
-	uint8_t secret[KEYS_ROOT_SECRET_LEN], *blob = NULL;
-	char note[512], err[512], pcrs[128];
-	struct store_host *n;
-	size_t blob_len = 0;
-	bool changed = false;
-	int rc;
+	char note[512], pcrs[128];
 
 	pcr_list(d->policy_mask, pcrs, sizeof(pcrs));
-	n = malloc(sizeof(*n));
-	if (!n) {
-		log_warnx("the PCR copy stays as it is: out of memory");
-		return;
-	}
-	*n = *h;
-	keys_root_secret_encode(d->root_key, d->rb.offset, secret);
-	rc = host_tpm_seal(d->tpm, secret, sizeof(secret), h->pcr_mask, &blob, &blob_len, err,
-			   sizeof(err));
-	OPENSSL_cleanse(secret, sizeof(secret));
-	if (rc == HOST_TPM_OK && blob_len <= STORE_BLOB_MAX) {
-		memcpy(n->sealed_root, blob, blob_len);
-		n->sealed_root_len = blob_len;
-		changed = true;
-		snprintf(note, sizeof(note),
-			 "ok: the signed policy with serial %" PRIu64
-			 " (PCRs %s) opened the root key at start; the PCR copy is sealed again "
-			 "to the current values (PCR mask 0x%06x)",
-			 d->policy_serial, pcrs, h->pcr_mask);
-	} else {
-		log_warnx("the PCR copy stays as it is: %s",
-			  rc == HOST_TPM_OK ? "the sealed blob is too large" : err);
-		*n = *h;
-		snprintf(note, sizeof(note),
-			 "ok: the signed policy with serial %" PRIu64
-			 " (PCRs %s) opened the root key at start; the PCR copy could not be "
-			 "sealed again",
-			 d->policy_serial, pcrs);
-	}
-	free(blob);
-	rc = store_begin(d->store);
-	if (rc == STORE_OK && changed)
-		rc = store_host_put(d->store, NULL, n);
-	if (rc == STORE_OK)
-		rc = store_audit_append(d->store, &a, "host-policy", "host", note);
-	if (rc == STORE_OK)
-		rc = store_commit(d->store);
+	snprintf(note, sizeof(note),
+		 "ok: the signed policy with serial %" PRIu64
+		 " (PCRs %s) opened the root key at start; the PCR copy is left as it was "
+		 "(revoking the policy stops this host state)",
+		 d->policy_serial, pcrs);
+	if (store_audit_append(d->store, &a, "host-policy", "host", note) != STORE_OK)
+		log_warnx("audit: %s", store_errmsg(d->store));
 	else
-		store_rollback(d->store);
-	if (rc != STORE_OK) {
-		log_warnx("the signed policy opened the root key but the PCR copy could not be "
-			  "replaced (the next start uses the signed policy again): %s",
-			  store_errmsg(d->store));
-	} else {
 		rollback_changed(&d->rb, 1);
-		log_info("the PCR copy of the root key is sealed again to the current values of "
-			 "PCR mask 0x%06x",
-			 h->pcr_mask);
-	}
-	OPENSSL_cleanse(n, sizeof(*n));
-	free(n);
 }
 
 /* Unseal the root key, verify the store, compare with the NV counter. */
@@ -591,7 +544,7 @@ static int start_provisioned(struct mgrd *d, const struct store_host *h)
 	if (used_next)
 		promote_predicted(d, h);
 	if (used_policy)
-		promote_signed(d, h);
+		audit_signed(d);
 	if (h->policy_nv && !d->policy_counter_known &&
 	    host_tpm_counter_read(d->tpm, h->policy_nv, &d->policy_counter, err, sizeof(err)) ==
 		HOST_TPM_OK)
