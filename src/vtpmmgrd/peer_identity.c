@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "common/cursor.h"
+#include "common/errmsg.h"
 
 #define PEERSEC_MAX 4096
 
@@ -496,13 +497,9 @@ static bool groups_line_has(const char *status, gid_t gid)
 	return false;
 }
 
-/* Read /proc/PID/NAME of the pinned process into buf (NUL-terminated, at most cap - 1
- * bytes; *len without the NUL), bracketed by liveness checks. */
-static int read_proc(const struct peer *p, const char *name, char *buf, size_t cap, size_t *len,
-		     char *err, size_t errlen)
+/* Open /proc/PID/NAME of the pinned process (its directory opened while it is known alive). */
+static int open_proc_file(const struct peer *p, const char *name, char *err, size_t errlen)
 {
-	size_t have = 0;
-	ssize_t n;
 	int dfd, fd;
 
 	dfd = open_proc_dir(p, err, errlen);
@@ -510,15 +507,46 @@ static int read_proc(const struct peer *p, const char *name, char *buf, size_t c
 		return -1;
 	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
 	close(dfd);
-	if (fd < 0) {
+	if (fd < 0)
 		snprintf(err, errlen, "cannot open /proc/%ld/%s: %s", (long)p->pid, name,
 			 strerror(errno));
+	return fd;
+}
+
+/* read(2) that retries on EINTR. */
+static ssize_t read_some(int fd, void *buf, size_t cap)
+{
+	ssize_t n;
+
+	do
+		n = read(fd, buf, cap);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* After /proc/PID/NAME was read: the pinned process still lives (so what was read was its). */
+static int still_alive(const struct peer *p, const char *name, char *err, size_t errlen)
+{
+	if (peer_alive(p->pidfd))
+		return 0;
+	snprintf(err, errlen, "process %ld exited while /proc/%ld/%s was read", (long)p->pid,
+		 (long)p->pid, name);
+	return -1;
+}
+
+/* Read /proc/PID/NAME of the pinned process into buf (NUL-terminated, at most cap - 1
+ * bytes; *len without the NUL), bracketed by liveness checks. */
+static int read_proc(const struct peer *p, const char *name, char *buf, size_t cap, size_t *len,
+		     char *err, size_t errlen)
+{
+	size_t have = 0;
+	ssize_t n;
+	int fd = open_proc_file(p, name, err, errlen);
+
+	if (fd < 0)
 		return -1;
-	}
-	while (have < cap - 1 && (n = read(fd, buf + have, cap - 1 - have)) != 0) {
+	while (have < cap - 1 && (n = read_some(fd, buf + have, cap - 1 - have)) != 0) {
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
 			snprintf(err, errlen, "reading /proc/%ld/%s: %s", (long)p->pid, name,
 				 strerror(errno));
 			close(fd);
@@ -529,12 +557,7 @@ static int read_proc(const struct peer *p, const char *name, char *buf, size_t c
 	close(fd);
 	buf[have] = '\0';
 	*len = have;
-	if (!peer_alive(p->pidfd)) {
-		snprintf(err, errlen, "process %ld exited while /proc/%ld/%s was read",
-			 (long)p->pid, (long)p->pid, name);
-		return -1;
-	}
-	return 0;
+	return still_alive(p, name, err, errlen);
 }
 
 int peer_in_group(const struct peer *p, gid_t gid, char *err, size_t errlen)
@@ -592,41 +615,62 @@ int peer_tracer(const struct peer *p, pid_t *tracer, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The environment is scanned as it is read, a page at a time: no buffer the size of the
+ * largest environment per open. A variable is NUL-terminated "NAME=value"; one whose first
+ * three bytes are "LD_" is reported (its name, up to '=').
+ */
 int peer_ld_env(const struct peer *p, char *var, size_t varlen, char *err, size_t errlen)
 {
-	char *buf = malloc(PEER_ENV_MAX + 1);
-	size_t len = 0, i = 0;
-	int rc = 0;
+	char buf[4096];
+	size_t total = 0, at = 0, nlen = 0; /* at: position in the current variable */
+	bool ld = true, naming = false;	    /* ld: its first bytes so far are "LD_" */
+	int rc = 0, fd = open_proc_file(p, "environ", err, errlen);
+	ssize_t n;
 
-	if (!buf) {
-		snprintf(err, errlen, "out of memory");
+	if (fd < 0)
 		return -1;
-	}
-	if (read_proc(p, "environ", buf, PEER_ENV_MAX + 1, &len, err, errlen) < 0) {
-		rc = -1;
-		goto out;
-	}
-	/* a larger environment is cut, and a variable past the cut not seen: refuse it */
-	if (len >= PEER_ENV_MAX) {
-		snprintf(err, errlen, "the environment of pid %ld is over %u bytes", (long)p->pid,
-			 PEER_ENV_MAX);
-		rc = -1;
-		goto out;
-	}
-	while (i < len && rc == 0) {
-		const char *e = buf + i;
-		size_t n = strnlen(e, len - i);
-
-		if (n >= 3 && memcmp(e, "LD_", 3) == 0) {
-			const char *eq = memchr(e, '=', n);
-
-			snprintf(var, varlen, "%.*s", (int)(eq ? (size_t)(eq - e) : n), e);
-			rc = 1;
+	while ((n = read_some(fd, buf, sizeof(buf))) > 0) {
+		total += (size_t)n;
+		if (total >= PEER_ENV_MAX) {
+			/* a variable past the bound would not be seen: refuse */
+			rc = errmsg(err, errlen, "the environment of pid %ld is over %u bytes",
+				    (long)p->pid, PEER_ENV_MAX);
+			break;
 		}
-		i += n + 1;
+		for (ssize_t i = 0; i < n; i++) {
+			char c = buf[i];
+
+			if (c == '\0') {
+				at = 0;
+				ld = true;
+				naming = false;
+				continue;
+			}
+			if (at < 3 && c != "LD_"[at])
+				ld = false;
+			if (at == 2 && ld && rc == 0) {
+				rc = 1;
+				naming = true;
+				snprintf(var, varlen, "LD_");
+				nlen = strlen(var);
+			} else if (naming) {
+				if (c == '=') {
+					naming = false;
+				} else if (nlen + 1 < varlen) {
+					var[nlen++] = c;
+					var[nlen] = '\0';
+				}
+			}
+			at++;
+		}
 	}
-out:
-	OPENSSL_cleanse(buf, len);
-	free(buf);
+	if (n < 0 && rc == 0)
+		rc = errmsg(err, errlen, "reading /proc/%ld/environ: %s", (long)p->pid,
+			    strerror(errno));
+	close(fd);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (rc >= 0 && still_alive(p, "environ", err, errlen) < 0)
+		return -1;
 	return rc;
 }

@@ -10,7 +10,8 @@
 #     messages carry its own pid), the exec'd vtpmd never confirms an open it did not make,
 #     and no round may leak a key.
 #  2. a managed vtpmd under ptrace (strace) is refused ("traced by pid").
-#  3. a managed vtpmd started with LD_PRELOAD or LD_LIBRARY_PATH is refused, naming it.
+#  3. a managed vtpmd started with LD_PRELOAD or LD_LIBRARY_PATH is refused, naming it (also
+#     when the variable straddles the page boundary of the manager's read).
 #  4. the normal path still works (a managed vtpmd opens its vTPM).
 # Usage: [RACE_ROUNDS=10] [BUILD=build] bash tests/integration/mgr_open_race.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -146,6 +147,13 @@ try_vtpmd libpath env LD_LIBRARY_PATH=/nonexistent
 _reap "$TPID" 10
 if [ "$_rc" -ne 0 ] && grep -q 'started with LD_LIBRARY_PATH set' <<<"$LOG"; then t_pass open-refused-ld-library-path; else
   t_fail open-refused-ld-library-path "exit $_rc: $(tail -n 1 <<<"$LOG")"
+fi
+# the environment is scanned a page at a time: a variable whose "LD_" straddles the first
+# 4096-byte boundary (env -i: exactly "A=<4091 bytes>\0LD_PRELOAD=...\0", LD_ at 4094)
+try_vtpmd straddle env -i "A=$(head -c 4091 /dev/zero | tr '\0' x)" LD_PRELOAD=/nonexistent.so
+_reap "$TPID" 10
+if [ "$_rc" -ne 0 ] && grep -q 'started with LD_PRELOAD set' <<<"$LOG"; then t_pass open-refused-ld-across-page; else
+  t_fail open-refused-ld-across-page "exit $_rc: $(tail -n 1 <<<"$LOG")"
 fi
 try_vtpmd good
 if [ -S "$W/good/c.sock" ] && _alive "$TPID"; then t_pass open-permitted-vtpmd; else
