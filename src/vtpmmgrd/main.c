@@ -82,6 +82,7 @@ struct server {
 	int ready_fd;	    /* --daemon: tells the waiting parent the start-up result */
 	int64_t fds_logged; /* cl_now_ms() of the last "out of file descriptors" warning */
 	bool sockets_made;
+	bool pid_written;	   /* --pid: the file is this process's (removed at exit) */
 	struct commit_batch batch; /* commits of this turn, answered after one store commit */
 	struct listener lis;	   /* reads the instance connections (listener.h) */
 	uint64_t next_id;	   /* of instance connections */
@@ -1362,6 +1363,7 @@ static int start(struct server *s)
 		log_warnx("%s", err);
 		return EXIT_START;
 	}
+	s->pid_written = d->opts.pid_file != NULL;
 	log_info("ready: instance socket %s, admin socket %s, store %s", d->opts.instance_socket,
 		 d->opts.admin_socket, d->opts.store);
 	daemon_ready(&s->ready_fd, EXIT_OK);
@@ -1386,7 +1388,7 @@ static void cleanup(struct server *s)
 		unlink(d->opts.instance_socket);
 		unlink(d->opts.admin_socket);
 	}
-	if (d->opts.pid_file && s->sockets_made)
+	if (s->pid_written) /* never another process's: only the file written here */
 		unlink(d->opts.pid_file);
 	if (s->sig_fd >= 0)
 		close(s->sig_fd);
