@@ -32,6 +32,8 @@ struct engine {
 	struct blob staged_volatile;
 	bool staged;
 	bool defer_commit; /* inside an INIT that applies staged blobs */
+	bool batch;	   /* start-up init and Startup: one commit at the end (batch_dirty) */
+	bool batch_dirty;
 	bool running;
 	uint8_t locality;
 	uint32_t buffer_size; /* wanted; 0 = libtpms default */
@@ -152,7 +154,9 @@ static TPM_RESULT cb_nvram_storedata(const unsigned char *data, uint32_t length,
 	}
 	if (blob_set(&next, data, length) < 0)
 		return TPM_FAIL;
-	if (!e->defer_commit && engine_commit(e, &next, &e->volatile_state) < 0) {
+	if (e->batch)
+		e->batch_dirty = true;
+	else if (!e->defer_commit && engine_commit(e, &next, &e->volatile_state) < 0) {
 		blob_clear(&next);
 		return TPM_FAIL;
 	}
@@ -169,7 +173,9 @@ static TPM_RESULT cb_nvram_deletename(uint32_t tpm_number, const char *name, TPM
 	(void)tpm_number;
 	if (strcmp(name, TPM_VOLATILESTATE_NAME) != 0 || !e->volatile_state.len)
 		return must_exist ? TPM_FAIL : TPM_SUCCESS;
-	if (!e->defer_commit && engine_commit(e, &e->permanent, &none) < 0)
+	if (e->batch)
+		e->batch_dirty = true;
+	else if (!e->defer_commit && engine_commit(e, &e->permanent, &none) < 0)
 		return TPM_FAIL;
 	blob_clear(&e->volatile_state);
 	return TPM_SUCCESS;
@@ -406,6 +412,24 @@ uint32_t engine_startup(struct engine *e, enum engine_startup type)
 	}
 	engine_process(e, cmd, sizeof(cmd), &rsp, &rsp_len);
 	return rsp_len >= 10 ? be32_get(rsp + 6) : TPM_RC_FAILURE;
+}
+
+uint32_t engine_init_startup(struct engine *e, enum engine_startup type, uint32_t *startup_rc)
+{
+	uint32_t res;
+
+	e->batch = true;
+	e->batch_dirty = false;
+	res = engine_init(e, 0);
+	if (res == RES_SUCCESS)
+		*startup_rc = engine_startup(e, type);
+	e->batch = false;
+	if (res == RES_SUCCESS && e->batch_dirty &&
+	    engine_commit(e, &e->permanent, &e->volatile_state) < 0) {
+		engine_stop(e);
+		return RES_FAIL;
+	}
+	return res;
 }
 
 void engine_process(struct engine *e, const uint8_t *cmd, uint32_t len, const uint8_t **rsp,

@@ -41,6 +41,11 @@ uint32_t engine_init(struct engine *e, uint32_t init_flags);
 void engine_stop(struct engine *e);
 /* Send TPM2_Startup of the given kind (for --flags startup-*). Returns the TPM RC. */
 uint32_t engine_startup(struct engine *e, enum engine_startup type);
+/* engine_init (no flags) and engine_startup (its result in *startup_rc) as one step, for
+ * --flags not-need-init: what libtpms stores in between is committed once, at the end
+ * (nothing is answered before it, so one durable write serves both). RES_FAIL if that commit
+ * fails (the TPM is stopped then). */
+uint32_t engine_init_startup(struct engine *e, enum engine_startup type, uint32_t *startup_rc);
 
 /* Run one TPM command. Response in *rsp (owned by the engine, valid until the next call).
  * When the TPM is not running, answers TPM_RC_FAILURE like swtpm. */

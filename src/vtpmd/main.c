@@ -720,14 +720,15 @@ static int start(struct vtpmd *d)
 	if (d->mgr)
 		mgr_client_set_abort(d->mgr, d->sig_fd, abort_stop, d);
 	if (d->opts.not_need_init) {
-		res = engine_init(d->engine, 0);
+		uint32_t startup_rc = 0;
+
+		res = engine_init_startup(d->engine, d->opts.startup, &startup_rc);
 		if (res != 0) {
 			log_warnx("TPM initialisation failed (0x%x)", res);
 			return 1;
 		}
-		res = engine_startup(d->engine, d->opts.startup);
-		if (res != 0 && res != 0x100 /* TPM_RC_INITIALIZE: resumed from volatile */)
-			log_warnx("TPM2_Startup returned 0x%x", res);
+		if (startup_rc != 0 && startup_rc != 0x100 /* TPM_RC_INITIALIZE: resumed */)
+			log_warnx("TPM2_Startup returned 0x%x", startup_rc);
 	}
 	if (d->opts.daemon) {
 		/* the parent exits with the start-up result (daemon_ready in main) */
