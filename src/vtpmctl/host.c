@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "common/parse_num.h"
 #include "vtpmctl/vtpmctl.h"
 #include "vtpmmgrd/host_policy.h"
 
@@ -735,15 +736,12 @@ static const char policy_help[] =
     "TPMT_SIGNATURE; see vtpmmgrd(8), SIGNED POLICIES.\n"
     "\n" CTL_HELP_EXIT;
 
+/* A serial, counter or NV index: decimal, or hex after 0x (the shared parser's rules). */
 static int parse_u64_arg(const char *s, uint64_t *v)
 {
-	char *end;
+	char err[160];
 
-	if (!s[0] || s[0] == '-')
-		return -1;
-	errno = 0;
-	*v = strtoull(s, &end, 0);
-	return errno || *end ? -1 : 0;
+	return parse_num_u64("value", s, NUM_DEC_HEX, 0, UINT64_MAX, v, err, sizeof(err));
 }
 
 /* The PEM key at path: private (want_private) or public (a private key's public half). */
