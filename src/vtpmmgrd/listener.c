@@ -190,8 +190,14 @@ void listener_close(struct listener *l)
 		close(l->fd);
 	l->fd = -1;
 	if (l->pid > 0) {
-		while (waitpid(l->pid, NULL, 0) < 0 && errno == EINTR)
-			;
+		/* it exits at the end of its socketpair; a stopped one is killed after 1 s */
+		pid_t r = 0;
+
+		for (int k = 0; k < 100 && (r = waitpid(l->pid, NULL, WNOHANG)) == 0; k++)
+			nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000}, NULL);
+		if (r == 0 && kill(l->pid, SIGKILL) == 0) /* not reaped yet: the pid is still its */
+			while (waitpid(l->pid, NULL, 0) < 0 && errno == EINTR)
+				;
 		l->pid = 0;
 	}
 	if (l->exe_fd >= 0)
@@ -218,7 +224,6 @@ struct lstate {
 	struct mgr_msg *scratch;
 	struct priv_msg *out; /* the message being sent */
 	bool stalled;	      /* out could not be sent yet: nothing more is read meanwhile */
-	int stalled_fd;
 };
 
 /* Everything the listener does once confined: I/O on the descriptors it has, memory, time,
