@@ -611,21 +611,12 @@ static uint32_t host_reseal_predict(struct mgrd *d, const struct requester *who,
 	pcr_text(mask, list, sizeof(list));
 	snprintf(note, sizeof(note), "ok: predicted copy sealed to PCRs %s%s", list,
 		 replaced ? " (replaces the previous predicted copy)" : "");
-	/* the record and its audit row, one transaction */
-	rc = store_begin(d->store);
-	if (rc == STORE_OK)
-		rc = store_host_put(d->store, NULL, h);
-	if (rc == STORE_OK)
-		rc = store_audit_append(d->store, &a, "host-reseal", "host", note);
-	if (rc == STORE_OK)
-		rc = store_commit(d->store);
-	else
-		store_rollback(d->store);
+	rc = store_host_change(d->store, &a, "host-reseal", note, h);
+	r->audited = rc == STORE_OK || reply_store_status(rc) != MGR_ERR_STORE;
 	if (rc != STORE_OK) {
 		st = reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
 		goto out;
 	}
-	r->audited = true;
 	st = mgrd_write_end(d, r);
 	if (st == MGR_OK) {
 		log_info("root key sealed a second time, to predicted values of PCRs %s%s", list,
@@ -711,20 +702,11 @@ static uint32_t policy_commit(struct mgrd *d, const struct requester *who,
 			      const struct store_host *h, const char *note, struct mgr_reply *r)
 {
 	struct store_actor a = actor_of(who);
-	int rc;
+	int rc = store_host_change(d->store, &a, "host-policy", note, h);
 
-	rc = store_begin(d->store);
-	if (rc == STORE_OK)
-		rc = store_host_put(d->store, NULL, h);
-	if (rc == STORE_OK)
-		rc = store_audit_append(d->store, &a, "host-policy", "host", note);
-	if (rc == STORE_OK)
-		rc = store_commit(d->store);
-	else
-		store_rollback(d->store);
+	r->audited = rc == STORE_OK || reply_store_status(rc) != MGR_ERR_STORE;
 	if (rc != STORE_OK)
 		return reply_fail(r, reply_store_status(rc), "%s", store_errmsg(d->store));
-	r->audited = true;
 	return mgrd_write_end(d, r);
 }
 

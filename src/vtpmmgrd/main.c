@@ -434,15 +434,7 @@ static void promote_predicted(struct mgrd *d, const struct store_host *h)
 		 "ok: the predicted copy (PCRs %s) opened the root key at start: it is now the "
 		 "current copy; the previous copy (PCR mask 0x%06x) is removed",
 		 pcrs, h->pcr_mask);
-	rc = store_begin(d->store);
-	if (rc == STORE_OK)
-		rc = store_host_put(d->store, NULL, n);
-	if (rc == STORE_OK)
-		rc = store_audit_append(d->store, &a, "host-reseal", "host", note);
-	if (rc == STORE_OK)
-		rc = store_commit(d->store);
-	else
-		store_rollback(d->store);
+	rc = store_host_change(d->store, &a, "host-reseal", note, n);
 	if (rc != STORE_OK) {
 		log_warnx("the predicted copy opened the root key but could not be made the "
 			  "current copy (the next start uses it again): %s",

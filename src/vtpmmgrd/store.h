@@ -224,6 +224,10 @@ int store_counter(struct store *s, uint64_t *counter);
 /* Host provisioning record (one row). */
 int store_host_get(struct store *s, struct store_host *h);
 int store_host_put(struct store *s, const struct store_actor *who, const struct store_host *h);
+/* The same, audited (who non-NULL) as action with note as its result, in the same
+ * transaction as the change. */
+int store_host_change(struct store *s, const struct store_actor *who, const char *action,
+		      const char *note, const struct store_host *h);
 
 /* Groups. Patterns and digests are stored as sets (duplicates are refused: STORE_INVALID). */
 int store_group_add(struct store *s, const struct store_actor *who, const struct store_group *g);

@@ -101,7 +101,13 @@ static int apply_host_put(struct store *s, const void *arg)
 
 int store_host_put(struct store *s, const struct store_actor *who, const struct store_host *h)
 {
-	struct mut m = {.who = who, .action = "host-put", .subject = "host"};
+	return store_host_change(s, who, "host-put", NULL, h);
+}
+
+int store_host_change(struct store *s, const struct store_actor *who, const char *action,
+		      const char *note, const struct store_host *h)
+{
+	struct mut m = {.who = who, .action = action, .note = note, .subject = "host"};
 
 	if (h->sealed_root_len == 0 || h->sealed_root_len > STORE_BLOB_MAX ||
 	    h->ak_public_len > STORE_BLOB_MAX || h->sealed_next_len > STORE_BLOB_MAX ||

@@ -139,6 +139,7 @@ struct store {
 struct mut {
 	const struct store_actor *who;
 	const char *action;
+	const char *note; /* the audit row's result when it succeeds; NULL: "ok" */
 	char subject[STORE_SUBJECT_MAX + 1];
 	bool wipe; /* after the commit: checkpoint and truncate the WAL */
 };

@@ -224,7 +224,7 @@ int st_mutate(struct store *s, const struct mut *m, int (*apply)(struct store *,
 	if (m->who && (rc == STORE_OK || st_is_refusal(rc))) {
 		snprintf(msg, sizeof(msg), "%s", s->err);
 		if (rc == STORE_OK)
-			snprintf(result, sizeof(result), "ok");
+			snprintf(result, sizeof(result), "%s", m->note ? m->note : "ok");
 		else
 			snprintf(result, sizeof(result), "refused: %.*s", STORE_RESULT_MAX - 9,
 				 msg);
