@@ -34,7 +34,7 @@ static void bound(uint64_t v, enum num_base base, char *out, size_t cap)
 		snprintf(out, cap, "%" PRIu64, v);
 }
 
-static int digit(char c)
+int parse_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -72,7 +72,7 @@ static const char *scan(const char *s, enum num_base base, uint64_t *v, bool *ov
 	}
 	for (; *p; p++) {
 		c = (unsigned char)*p;
-		d = digit(*p);
+		d = parse_hex_digit(*p);
 		if (d < 0 || (unsigned)d >= radix) {
 			if (c == ' ' || (c >= '\t' && c <= '\r'))
 				return "spaces are not allowed";

@@ -26,6 +26,9 @@
 
 enum num_base { NUM_DEC, NUM_OCT, NUM_DEC_HEX };
 
+/* The value of one hexadecimal digit (either case), or -1. */
+int parse_hex_digit(char c);
+
 /* Returns 0 with *out set, or -1 with err set (*out untouched). */
 int parse_num_u64(const char *opt, const char *s, enum num_base base, uint64_t min, uint64_t max,
 		  uint64_t *out, char *err, size_t errlen);

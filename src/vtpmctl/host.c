@@ -212,17 +212,6 @@ static const struct {
 	unsigned len;
 } pcr_banks[] = {{"sha1", 20}, {"sha256", 32}, {"sha384", 48}, {"sha512", 64}, {"sm3_256", 32}};
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Parse buf (n bytes, the contents of file `name`) into pv. -1 with the reason in err. */
 static int parse_pcr_file(const char *name, const char *buf, size_t n, struct pcr_values *pv,
 			  char *err, size_t errlen)
@@ -361,7 +350,8 @@ static int parse_pcr_file(const char *name, const char *buf, size_t n, struct pc
 			return -1;
 		}
 		for (k = 0; k < pcr_banks[bank].len; k++) {
-			int hi = hexval(line[i + 2 * k]), lo = hexval(line[i + 2 * k + 1]);
+			int hi = parse_hex_digit(line[i + 2 * k]),
+			    lo = parse_hex_digit(line[i + 2 * k + 1]);
 
 			if (hi < 0 || lo < 0) {
 				snprintf(err, errlen,

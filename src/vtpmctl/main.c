@@ -376,17 +376,6 @@ int parse_uuid_arg(const char *s, uint8_t out[16], char *err, size_t errlen)
 	return -1;
 }
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 int parse_hex_digest(const char *s, uint8_t out[32], char *err, size_t errlen)
 {
 	size_t n = strlen(s), i;
@@ -401,7 +390,7 @@ int parse_hex_digest(const char *s, uint8_t out[32], char *err, size_t errlen)
 		return -1;
 	}
 	for (i = 0; i < 64; i++) {
-		if (hexval(s[i]) < 0) {
+		if (parse_hex_digit(s[i]) < 0) {
 			snprintf(err, errlen,
 				 "digest '%s' has a non-hexadecimal character at offset %zu", shown,
 				 i);
@@ -409,7 +398,7 @@ int parse_hex_digest(const char *s, uint8_t out[32], char *err, size_t errlen)
 		}
 	}
 	for (i = 0; i < 32; i++)
-		out[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
+		out[i] = (uint8_t)(parse_hex_digit(s[2 * i]) << 4 | parse_hex_digit(s[2 * i + 1]));
 	return 0;
 }
 

@@ -10,23 +10,13 @@
 #include <openssl/evp.h>
 
 #include "common/aead.h"
+#include "common/parse_num.h"
 
 #define KEY_MATERIAL_MAX  4096
 #define PBKDF2_ITERATIONS 10000
 
 static const char kdf_info[] = "vtpmd --key v1";
 static const char pbkdf2_salt[] = "vtpmd passphrase v1";
-
-static int hexval(uint8_t ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
 
 /* Hex text, optionally ending in a newline, into raw bytes. */
 static int hex_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
@@ -38,7 +28,7 @@ static int hex_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap, s
 	if (len % 2)
 		return -1;
 	for (i = 0; i < len; i += 2) {
-		int hi = hexval(in[i]), lo = hexval(in[i + 1]);
+		int hi = parse_hex_digit((char)in[i]), lo = parse_hex_digit((char)in[i + 1]);
 		if (hi < 0 || lo < 0 || n == cap)
 			return -1;
 		out[n++] = (uint8_t)(hi << 4 | lo);
