@@ -1646,6 +1646,23 @@ int host_tpm_unseal_authorized(struct host_tpm *h, const uint8_t *blob, size_t b
 	return ret;
 }
 
+/* The policy digest a trial session has reached (SHA-256). */
+static int trial_digest(struct host_tpm *h, ESYS_TR session, uint8_t out[SHA256_LEN], char *err,
+			size_t errlen)
+{
+	TPM2B_DIGEST *d = NULL;
+	TSS2_RC rc;
+	int ret = 0;
+
+	rc = Esys_PolicyGetDigest(h->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &d);
+	if (rc != TSS2_RC_SUCCESS || d->size != SHA256_LEN)
+		ret = tss_err(err, errlen, "TPM2_PolicyGetDigest (trial)", rc);
+	else
+		memcpy(out, d->buffer, SHA256_LEN);
+	Esys_Free(d);
+	return ret;
+}
+
 int host_tpm_policy_trial(struct host_tpm *h, const struct host_policy *p, const TPM2B_PUBLIC *key,
 			  uint8_t approved[32], uint8_t authorize[32],
 			  uint8_t key_name[HOST_TPM_NAME_MAX], size_t *key_name_len, char *err,
@@ -1653,7 +1670,7 @@ int host_tpm_policy_trial(struct host_tpm *h, const struct host_policy *p, const
 {
 	const TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_NULL};
 	ESYS_TR session = ESYS_TR_NONE, nv = ESYS_TR_NONE, k = ESYS_TR_NONE;
-	TPM2B_DIGEST pcr_digest = {.size = SHA256_LEN}, in = {.size = SHA256_LEN}, *out = NULL;
+	TPM2B_DIGEST pcr_digest = {.size = SHA256_LEN}, in = {.size = SHA256_LEN};
 	TPM2B_OPERAND operand = {.size = 8};
 	TPM2B_NONCE ref = {.size = sizeof(HOST_POLICY_REF) - 1};
 	TPMT_TK_VERIFIED ticket = {.tag = TPM2_ST_VERIFIED, .hierarchy = TPM2_RH_NULL};
@@ -1694,16 +1711,8 @@ int host_tpm_policy_trial(struct host_tpm *h, const struct host_policy *p, const
 		if (rc != TSS2_RC_SUCCESS)
 			ret = tss_err(err, errlen, "TPM2_PolicyNV (trial)", rc);
 	}
-	if (!ret) {
-		rc = Esys_PolicyGetDigest(h->esys, session, ESYS_TR_NONE, ESYS_TR_NONE,
-					  ESYS_TR_NONE, &out);
-		if (rc != TSS2_RC_SUCCESS || out->size != SHA256_LEN)
-			ret = tss_err(err, errlen, "TPM2_PolicyGetDigest (trial)", rc);
-		else
-			memcpy(approved, out->buffer, SHA256_LEN);
-		Esys_Free(out);
-		out = NULL;
-	}
+	if (!ret)
+		ret = trial_digest(h, session, approved, err, errlen);
 	if (!ret) {
 		rc = Esys_LoadExternal(h->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, key,
 				       ESYS_TR_RH_OWNER, &k);
@@ -1727,15 +1736,8 @@ int host_tpm_policy_trial(struct host_tpm *h, const struct host_policy *p, const
 		if (rc != TSS2_RC_SUCCESS)
 			ret = tss_err(err, errlen, "TPM2_PolicyAuthorize (trial)", rc);
 	}
-	if (!ret) {
-		rc = Esys_PolicyGetDigest(h->esys, session, ESYS_TR_NONE, ESYS_TR_NONE,
-					  ESYS_TR_NONE, &out);
-		if (rc != TSS2_RC_SUCCESS || out->size != SHA256_LEN)
-			ret = tss_err(err, errlen, "TPM2_PolicyGetDigest (trial)", rc);
-		else
-			memcpy(authorize, out->buffer, SHA256_LEN);
-		Esys_Free(out);
-	}
+	if (!ret)
+		ret = trial_digest(h, session, authorize, err, errlen);
 	Esys_Free(name);
 	context_flush(h, &k);
 	context_flush(h, &session);
