@@ -13,9 +13,10 @@ SAN ?=
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
-CPPFLAGS := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Isrc $(SAN)
+CPPFLAGS := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Isrc -I$(BUILD)/gen $(SAN)
 LDFLAGS ?=
-LIBS_VTPMD := -ltpms -lcrypto -lseccomp
+# vtpmd loads a seccomp filter built with it (src/gen/): no libseccomp at run time.
+LIBS_VTPMD := -ltpms -lcrypto
 LIBS_MGR := -ltss2-esys -ltss2-mu -ltss2-tctildr -ltss2-rc -lcrypto -lsqlite3 -lseccomp
 FUZZ_SECONDS ?= 30
 # V=1 shows every compiler command.
@@ -24,12 +25,15 @@ Q := $(if $(filter 1,$(V)),,@)
 COMMON_SRC := $(sort $(wildcard src/common/*.c))
 VTPMD_SRC := $(sort $(filter-out src/vtpmd/main.c,$(wildcard src/vtpmd/*.c)))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+# Programs link the common objects from an archive: each takes only what it uses (vtpmd
+# leaves seccomp_filter.o, and with it libseccomp, out).
+COMMON_LIB := $(BUILD)/libvtpmcommon.a
 VTPMD_OBJ := $(VTPMD_SRC:%.c=$(BUILD)/%.o)
 VTPMMGRD_SRC := $(sort $(filter-out src/vtpmmgrd/main.c,$(wildcard src/vtpmmgrd/*.c)))
 VTPMMGRD_OBJ := $(VTPMMGRD_SRC:%.c=$(BUILD)/%.o)
 VTPMCTL_SRC := $(sort $(wildcard src/vtpmctl/*.c))
 VTPMCTL_OBJ := $(VTPMCTL_SRC:%.c=$(BUILD)/%.o)
-LIBS_CTL := -ltss2-mu -lcrypto -lseccomp
+LIBS_CTL := -ltss2-mu -lcrypto
 # vtpmctl signs host policies with the manager's own policy code
 CTL_MGR_OBJ := $(BUILD)/src/vtpmmgrd/host_policy.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -55,44 +59,60 @@ $(BUILD)/%.o: %.c $(wildcard src/*/*.h)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/vtpmd: $(BUILD)/src/vtpmd/main.o $(VTPMD_OBJ) $(COMMON_OBJ)
+$(COMMON_LIB): $(COMMON_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# vtpmd's seccomp filter, compiled by libseccomp when vtpmd is built (with the sanitizer
+# flags of this build, whose filter has LeakSanitizer's calls too).
+$(BUILD)/gen/vtpmd_seccomp: src/gen/vtpmd_seccomp.c src/vtpmd/seccomp_calls.c \
+		src/common/seccomp_filter.c src/vtpmd/seccomp_calls.h src/common/seccomp_filter.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) -lseccomp
+$(BUILD)/gen/vtpmd_seccomp_bpf.h: $(BUILD)/gen/vtpmd_seccomp
+	@echo "  GEN     $@"
+	$(Q)$< >$@.tmp && mv $@.tmp $@
+$(BUILD)/src/vtpmd/sandbox.o: $(BUILD)/gen/vtpmd_seccomp_bpf.h
+
+$(BUILD)/vtpmd: $(BUILD)/src/vtpmd/main.o $(VTPMD_OBJ) $(COMMON_LIB)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_VTPMD)
 
-$(BUILD)/vtpmctl: $(VTPMCTL_OBJ) $(CTL_MGR_OBJ) $(COMMON_OBJ)
+$(BUILD)/vtpmctl: $(VTPMCTL_OBJ) $(CTL_MGR_OBJ) $(COMMON_LIB)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_CTL)
 
-$(BUILD)/vtpmmgrd: $(BUILD)/src/vtpmmgrd/main.o $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+$(BUILD)/vtpmmgrd: $(BUILD)/src/vtpmmgrd/main.o $(VTPMMGRD_OBJ) $(COMMON_LIB)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS_MGR)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD) $(LIBS_MGR)
+	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMD_OBJ) $(VTPMMGRD_OBJ) $(COMMON_LIB) $(LIBS_VTPMD) $(LIBS_MGR)
 
-$(BUILD)/tests/tools/%: tests/tools/%.c $(COMMON_OBJ)
+$(BUILD)/tests/tools/%: tests/tools/%.c $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_LIB) $(LIBS_VTPMD)
 
-$(MGR_TOOL_BIN): $(BUILD)/tests/tools/%: tests/tools/%.c $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+$(MGR_TOOL_BIN): $(BUILD)/tests/tools/%: tests/tools/%.c $(VTPMMGRD_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_LIB) $(LIBS_MGR)
 
-$(BUILD)/bench/%: bench/%.c bench/tpmcmd.h $(COMMON_OBJ)
+$(BUILD)/bench/%: bench/%.c bench/tpmcmd.h $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBS_VTPMD)
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_LIB) $(LIBS_VTPMD)
 
 # Benchmarks that drive manager code (the store): linked with the vtpmmgrd objects.
 MGR_BENCH_BIN := $(BUILD)/bench/storecommit
-$(MGR_BENCH_BIN): $(BUILD)/bench/%: bench/%.c $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+$(MGR_BENCH_BIN): $(BUILD)/bench/%: bench/%.c $(VTPMMGRD_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
+	$(Q)$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_LIB) $(LIBS_MGR)
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -114,14 +134,14 @@ fuzz-build:
 	@$(MAKE) --no-print-directory $(FUZZ_BIN) BUILD=build-fuzz CC=clang OPT=-O1 \
 		SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
 # Harnesses of the manager's request path link the vtpmmgrd objects.
-build-fuzz/fuzz_mgr_%: tests/fuzz/fuzz_mgr_%.c $(VTPMMGRD_OBJ) $(COMMON_OBJ)
+build-fuzz/fuzz_mgr_%: tests/fuzz/fuzz_mgr_%.c $(VTPMMGRD_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_OBJ) $(LIBS_MGR)
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(VTPMD_OBJ) $(COMMON_OBJ)
+	$(Q)$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMMGRD_OBJ) $(COMMON_LIB) $(LIBS_MGR)
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(VTPMD_OBJ) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMD_OBJ) $(COMMON_OBJ) $(LIBS_VTPMD)
+	$(Q)$(CC) $(CPPFLAGS) -fsanitize=fuzzer $(WARN) $(CFLAGS) -o $@ $< $(VTPMD_OBJ) $(COMMON_LIB) $(LIBS_VTPMD)
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -2,7 +2,9 @@
  * seccomp_filter.h — load an allowlist seccomp filter (libseccomp): the calls named are
  * allowed, some only when one argument compares as given; every other call kills the process
  * (or is only logged). Both daemons confine themselves with it: vtpmd after start-up
- * (sandbox.c), vtpmmgrd's listener before it reads its first byte (listener.c).
+ * (sandbox.c), vtpmmgrd's listener before it reads its first byte (listener.c). vtpmd's is
+ * exported when vtpmd is built (src/gen/vtpmd_seccomp.c) and loaded with seccomp_bpf.h, since
+ * building it with libseccomp at every start costs more than the rest of the sandbox.
  *
  * A sanitizer build (make asan) runs LeakSanitizer at exit, which stops the process with a
  * tracer thread (clone with CLONE_VM, ptrace, wait4, prctl, /proc/self/task): those calls are
@@ -29,5 +31,10 @@ struct seccomp_cond {
  * other calls are logged (SECCOMP_RET_LOG), not killed. 0, or -1 with err. */
 int seccomp_filter_load(const char *const *names, size_t nnames, const struct seccomp_cond *conds,
 			size_t nconds, bool log_only, char *err, size_t errlen);
+
+/* The same filter, not loaded: its BPF program (struct sock_filter[], host byte order) is
+ * written to fd. 0, or -1 with err. */
+int seccomp_filter_export(const char *const *names, size_t nnames, const struct seccomp_cond *conds,
+			  size_t nconds, bool log_only, int fd, char *err, size_t errlen);
 
 #endif

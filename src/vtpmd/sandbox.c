@@ -24,8 +24,10 @@
 
 #include "common/errmsg.h"
 #include "common/log.h"
-#include "common/seccomp_filter.h"
+#include "common/seccomp_bpf.h"
 #include "common/parse_num.h"
+#include "vtpmd/seccomp_calls.h"
+#include "vtpmd_seccomp_bpf.h"
 
 /* Room to grow that locking everything must leave under RLIMIT_MEMLOCK: with MCL_FUTURE,
  * every later mapping counts against the limit, and one over it fails the allocation
@@ -61,17 +63,21 @@ static bool have_cap_ipc_lock(void)
 	return (c[0].effective >> CAP_IPC_LOCK) & 1;
 }
 
-/* The process's mapped size in KiB (what mlockall(MCL_CURRENT) counts). */
+/* The process's mapped size in KiB (what mlockall(MCL_CURRENT) counts). Read without stdio:
+ * its first use (buffers, locale) would cost a start more than the read itself. */
 static long long mapped_kb(void)
 {
+	char buf[128];
 	long long pages = 0;
-	FILE *f = fopen("/proc/self/statm", "re");
+	ssize_t n, i;
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
-	if (f) {
-		if (fscanf(f, "%lld", &pages) != 1)
-			pages = 0;
-		fclose(f);
-	}
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	for (i = 0; i < n && buf[i] >= '0' && buf[i] <= '9' && pages < (1LL << 40); i++)
+		pages = pages * 10 + (buf[i] - '0');
 	return pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
@@ -264,102 +270,9 @@ int sandbox_drop_privileges(const struct sandbox_user *u, struct sandbox_mem *m,
 	return 0;
 }
 
-/* Everything vtpmd does after start-up: serve its sockets, write the state file (also grow
- * it: temp file, rename, fsync of the directory), reconnect to vtpmmgrd, run libtpms and
- * OpenSSL (memory, time, randomness), log, and exit. Missing names are skipped. */
-static const char *const allowed[] = {
-    /* I/O on open descriptors */
-    "read",
-    "write",
-    "readv",
-    "writev",
-    "pread64",
-    "pwrite64",
-    "lseek",
-    "close",
-    "fcntl",
-    "fstat",
-    "newfstatat",
-    "statx",
-    "poll",
-    "ppoll",
-    /* the state file and its growth, socket and pid file removal at exit */
-    "openat",
-    "renameat",
-    "renameat2",
-    "unlink",
-    "unlinkat",
-    "ftruncate",
-    "fallocate",
-    "fsync",
-    "fdatasync",
-    /* sockets: accept clients, receive CMD_SET_DATAFD's descriptor, talk to vtpmmgrd
-     * (socket() itself is allowed for AF_UNIX only, below) */
-    "accept",
-    "accept4",
-    "connect",
-    "recvmsg",
-    "recvfrom",
-    "sendmsg",
-    "sendto",
-    "shutdown",
-    "getsockopt",
-    "setsockopt",
-    "getsockname",
-    "getpeername",
-    /* signals (signalfd) and timers */
-    "rt_sigprocmask",
-    "rt_sigaction",
-    "rt_sigreturn",
-    "sigaltstack",
-    "restart_syscall",
-    "signalfd4",
-    "clock_gettime",
-    "clock_getres",
-    "gettimeofday",
-    "time",
-    "nanosleep",
-    "clock_nanosleep",
-    "timerfd_create",
-    "timerfd_settime",
-    "timerfd_gettime",
-    /* memory (mmap and mprotect only without PROT_EXEC, below) */
-    "brk",
-    "munmap",
-    "mremap",
-    "madvise",
-    "futex",
-    /* libc, libtpms and OpenSSL at run time */
-    "getrandom",
-    "getpid",
-    "gettid",
-    "getppid",
-    "getuid",
-    "geteuid",
-    "getgid",
-    "getegid",
-    "uname",
-    "sysinfo",
-    "sched_yield",
-    /* the end */
-    "exit",
-    "exit_group",
-};
-
 int sandbox_seccomp(enum seccomp_action action, char *err, size_t errlen)
 {
-	const struct seccomp_cond conditional[] = {
-	    /* Reconnecting to vtpmmgrd makes a unix socket; no other kind is ever needed (TCP
-	     * listeners are open before the filter, accept needs no socket()). */
-	    {.name = "socket", .arg = 0, .mask = ~0ULL, .value = AF_UNIX},
-	    /* Never a new executable mapping after start-up (W^X). */
-	    {.name = "mmap", .arg = 2, .mask = PROT_EXEC, .value = 0},
-	    {.name = "mprotect", .arg = 2, .mask = PROT_EXEC, .value = 0},
-	    /* abort() and raise() signal this process only. */
-	    {.name = "tgkill", .arg = 0, .mask = ~0ULL, .value = (uint64_t)getpid()},
-	    /* stdio asks whether a stream is a terminal; nothing else of ioctl. */
-	    {.name = "ioctl", .arg = 1, .mask = ~0ULL, .value = TCGETS},
-	};
+	bool log_only = action == SECCOMP_ACTION_LOG;
 
 	if (action == SECCOMP_ACTION_NONE) {
 		/* No exec may ever gain privileges again (set-uid files, file capabilities). */
@@ -369,14 +282,16 @@ int sandbox_seccomp(enum seccomp_action action, char *err, size_t errlen)
 		log_info("no seccomp filter (--seccomp action=none)");
 		return 0;
 	}
-	/* A sanitizer build's filter also lets LeakSanitizer run at exit (seccomp_filter.h);
-	 * a report made after the filter is loaded has no symbols: debug with action=log. */
-	if (seccomp_filter_load(allowed, sizeof(allowed) / sizeof(allowed[0]), conditional,
-				sizeof(conditional) / sizeof(conditional[0]),
-				action == SECCOMP_ACTION_LOG, err, errlen) < 0)
+	/* Built from seccomp_calls.c with vtpmd (src/gen/); a sanitizer build's filter also
+	 * lets LeakSanitizer run at exit (seccomp_filter.h), and a report made after the filter
+	 * is loaded has no symbols: debug with action=log. */
+	if (seccomp_bpf_load(log_only ? vtpmd_bpf_log : vtpmd_bpf_kill,
+			     log_only ? sizeof(vtpmd_bpf_log) / sizeof(vtpmd_bpf_log[0])
+				      : sizeof(vtpmd_bpf_kill) / sizeof(vtpmd_bpf_kill[0]),
+			     VTPMD_SECCOMP_PID_PLACEHOLDER, (uint32_t)getpid(), err, errlen) < 0)
 		return -1;
 	log_info("seccomp filter loaded: action %s for calls outside vtpmd's list",
-		 action == SECCOMP_ACTION_LOG ? "log" : "kill");
+		 log_only ? "log" : "kill");
 	return 0;
 }
 
