@@ -16,7 +16,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CPPFLAGS := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Isrc -I$(BUILD)/gen $(SAN)
 LDFLAGS ?=
 # vtpmd loads a seccomp filter built with it (src/gen/): no libseccomp at run time.
-LIBS_VTPMD := -ltpms -lcrypto
+LIBS_VTPMD := -ltpms -lcrypto -ltss2-mu
 LIBS_MGR := -ltss2-esys -ltss2-mu -ltss2-tctildr -ltss2-rc -lcrypto -lsqlite3 -lseccomp
 FUZZ_SECONDS ?= 30
 # V=1 shows every compiler command.

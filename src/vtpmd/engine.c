@@ -12,11 +12,7 @@
 #include "common/cursor.h"
 #include "common/log.h"
 #include "vtpmd/ctrl_proto.h"
-
-#define TPM2_CC_SHUTDOWN    0x145u
-#define TPM2_CC_STARTUP	    0x144u
-#define TPM2_ST_NO_SESSIONS 0x8001u
-#define TPM_RC_FAILURE	    0x101u
+#include "vtpmd/tpm_cmd.h"
 
 /* A blob as libtpms hands it over: owned bytes, len 0 = absent. */
 struct blob {
@@ -43,6 +39,10 @@ struct engine {
 	uint32_t rsp_cap;
 	engine_commit_hook hook;
 	void *hook_arg;
+	engine_startup_hook startup_hook;
+	void *startup_hook_arg;
+	bool in_startup_hook;
+	bool failed; /* the startup hook failed: TPM_RC_FAILURE until the next init */
 	struct state_slot_info loaded; /* the slot loaded at start; version 0 if none */
 };
 
@@ -291,6 +291,12 @@ void engine_set_commit_hook(struct engine *e, engine_commit_hook hook, void *arg
 	e->hook_arg = arg;
 }
 
+void engine_set_startup_hook(struct engine *e, engine_startup_hook hook, void *arg)
+{
+	e->startup_hook = hook;
+	e->startup_hook_arg = arg;
+}
+
 void engine_destroy(struct engine *e)
 {
 	if (!e)
@@ -316,14 +322,16 @@ bool engine_running(const struct engine *e)
  * as a disorderly shutdown against the dictionary-attack logic. */
 static void engine_auto_shutdown(struct engine *e)
 {
-	static const uint8_t shutdown_state[] = {0x80, 0x01, 0x00, 0x00, 0x00, 0x0c,
-						 0x00, 0x00, 0x01, 0x45, 0x00, 0x01};
+	uint8_t cmd[TPM_CMD_MAX];
 	const uint8_t *rsp;
 	uint32_t rsp_len;
+	size_t len;
 
-	if (e->last_cc == TPM2_CC_SHUTDOWN)
+	if (e->last_cc == TPM2_CC_Shutdown)
 		return;
-	engine_process(e, shutdown_state, sizeof(shutdown_state), &rsp, &rsp_len);
+	len = tpm_cmd_shutdown(cmd, sizeof(cmd), TPM2_SU_STATE);
+	if (len)
+		engine_process(e, cmd, (uint32_t)len, &rsp, &rsp_len);
 }
 
 void engine_stop(struct engine *e)
@@ -383,6 +391,7 @@ uint32_t engine_init(struct engine *e, uint32_t init_flags)
 		return res;
 	}
 	e->running = true;
+	e->failed = false;
 	e->last_cc = 0;
 	if ((init_flags & PTM_INIT_FLAG_DELETE_VOLATILE) && e->volatile_state.len) {
 		struct blob none = {0};
@@ -395,23 +404,28 @@ uint32_t engine_init(struct engine *e, uint32_t init_flags)
 
 uint32_t engine_startup(struct engine *e, enum engine_startup type)
 {
-	uint8_t cmd[12] = {0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x44, 0x00, 0x00};
+	uint8_t cmd[TPM_CMD_MAX];
 	const uint8_t *rsp;
 	uint32_t rsp_len;
+	size_t len;
 
 	switch (type) {
 	case STARTUP_NONE:
 		return 0;
 	case STARTUP_CLEAR:
 	case STARTUP_DEACTIVATED: /* TPM 2 has no deactivated state; start cleared */
-		cmd[11] = 0x00;
+		len = tpm_cmd_startup(cmd, sizeof(cmd), TPM2_SU_CLEAR);
 		break;
 	case STARTUP_STATE:
-		cmd[11] = 0x01;
+		len = tpm_cmd_startup(cmd, sizeof(cmd), TPM2_SU_STATE);
 		break;
+	default:
+		return TPM2_RC_FAILURE;
 	}
-	engine_process(e, cmd, sizeof(cmd), &rsp, &rsp_len);
-	return rsp_len >= 10 ? be32_get(rsp + 6) : TPM_RC_FAILURE;
+	if (len == 0)
+		return TPM2_RC_FAILURE;
+	engine_process(e, cmd, (uint32_t)len, &rsp, &rsp_len);
+	return tpm_rsp_rc(rsp, rsp_len);
 }
 
 uint32_t engine_init_startup(struct engine *e, enum engine_startup type, uint32_t *startup_rc)
@@ -432,14 +446,21 @@ uint32_t engine_init_startup(struct engine *e, enum engine_startup type, uint32_
 	return res;
 }
 
+/* A TPM2_Startup(CLEAR) command. */
+static bool is_startup_clear(const uint8_t *cmd, uint32_t len)
+{
+	return len >= 12 && be32_get(cmd + 6) == TPM2_CC_Startup && cmd[10] == 0 && cmd[11] == 0;
+}
+
 void engine_process(struct engine *e, const uint8_t *cmd, uint32_t len, const uint8_t **rsp,
 		    uint32_t *rsp_len)
 {
 	static const uint8_t failure[10] = {0x80, 0x01, 0x00, 0x00, 0x00,
 					    0x0a, 0x00, 0x00, 0x01, 0x01};
+	uint8_t answer[10];
 	uint32_t n = 0;
 
-	if (!e->running ||
+	if (!e->running || e->failed ||
 	    TPMLIB_Process(&e->rsp, &n, &e->rsp_cap, (unsigned char *)cmd, len) != TPM_SUCCESS ||
 	    n < 10) {
 		*rsp = failure;
@@ -448,6 +469,20 @@ void engine_process(struct engine *e, const uint8_t *cmd, uint32_t len, const ui
 	}
 	if (len >= 10)
 		e->last_cc = be32_get(cmd + 6);
+	if (e->startup_hook && !e->in_startup_hook && n == sizeof(answer) &&
+	    be32_get(e->rsp + 6) == 0 && is_startup_clear(cmd, len)) {
+		/* The hook's commands reuse the response buffer: keep Startup's answer. */
+		memcpy(answer, e->rsp, sizeof(answer));
+		e->in_startup_hook = true;
+		e->failed = e->startup_hook(e->startup_hook_arg, e) != 0;
+		e->in_startup_hook = false;
+		if (e->failed) {
+			*rsp = failure;
+			*rsp_len = sizeof(failure);
+			return;
+		}
+		memcpy(e->rsp, answer, sizeof(answer));
+	}
 	*rsp = e->rsp;
 	*rsp_len = n;
 }

@@ -19,6 +19,12 @@
 
 struct engine;
 
+/* Called after a TPM2_Startup(CLEAR) has succeeded (the PCRs were just reset), before it is
+ * answered; it may run commands (engine_process). A non-zero return puts the TPM in failure
+ * mode until the next CMD_INIT: every command, that Startup first, is answered
+ * TPM_RC_FAILURE. */
+typedef int (*engine_startup_hook)(void *arg, struct engine *e);
+
 /* Called after each durable commit, before the command that caused it is answered.
  * A non-zero return fails the commit (the manager refused it). */
 typedef int (*engine_commit_hook)(void *arg, const struct state_slot_info *info);
@@ -30,6 +36,7 @@ enum engine_startup { STARTUP_NONE = 0, STARTUP_CLEAR, STARTUP_STATE, STARTUP_DE
 int engine_create(struct engine **out, struct state_store *store, const uint8_t *want_uuid,
 		  char *err, size_t errlen);
 void engine_set_commit_hook(struct engine *e, engine_commit_hook hook, void *arg);
+void engine_set_startup_hook(struct engine *e, engine_startup_hook hook, void *arg);
 /* The state slot loaded at start (version 0: there was no state). */
 const struct state_slot_info *engine_loaded(const struct engine *e);
 void engine_destroy(struct engine *e);

@@ -35,6 +35,7 @@
 #include "vtpmd/data_channel.h"
 #include "vtpmd/engine.h"
 #include "vtpmd/manager_client.h"
+#include "vtpmd/measure.h"
 #include "vtpmd/mgr_retry.h"
 #include "vtpmd/options.h"
 #include "vtpmd/sandbox.h"
@@ -70,6 +71,7 @@ struct vtpmd {
 	struct mgr_client *mgr; /* managed mode: our open vTPM at vtpmmgrd */
 	bool mgr_refused;	/* the manager does not take this instance back: stop */
 	struct sandbox_mem mem;
+	struct measure *measure; /* --measure-kernel */
 };
 
 static void usage(FILE *f)
@@ -133,6 +135,15 @@ static void usage(FILE *f)
 	    "                             vtpmmgrd at SOCKET, which checks this process's label\n"
 	    "                             and binary and refuses rolled-back state; every state\n"
 	    "                             write is reported to it before the command is answered\n"
+	    "  --measure-kernel FILE      measured direct-kernel boot: after every successful\n"
+	    "                             TPM2_Startup(CLEAR), extend the digest of FILE into\n"
+	    "                             PCR 4 in every allocated bank\n"
+	    "  --measure-initrd FILE      and then the digest of FILE into PCR 5\n"
+	    "  --measure-append CMDLINE   and then the digest of the kernel command line (the\n"
+	    "                             bytes of CMDLINE, as given to QEMU's -append) into PCR "
+	    "5\n"
+	    "  --eventlog FILE            write those measurements as a TCG2 crypto-agile event\n"
+	    "                             log (tpm2_eventlog reads it)\n"
 	    "  --print-capabilities       print the features as JSON (as swtpm does) and exit\n"
 	    "  --print-states             print which state blobs exist in --tpmstate (JSON) and "
 	    "exit\n"
@@ -665,6 +676,7 @@ static void cleanup(struct vtpmd *d)
 	}
 	if (d->store)
 		state_store_close(d->store);
+	measure_free(d->measure);
 	mgr_client_close(d->mgr); /* after the engine's last commit was reported */
 	close_fd(&d->ctrl_conn);
 	close_fd(&d->ctrl_listen);
@@ -680,6 +692,25 @@ static void cleanup(struct vtpmd *d)
 	vtpmd_opts_free(&d->opts);
 }
 
+/* The engine's startup hook: the PCRs were just reset; measure before anything else runs. */
+static int measure_hook(void *arg, struct engine *e)
+{
+	struct vtpmd *d = arg;
+	char err[512];
+
+	if (measure_boot(d->measure, e, err, sizeof(err)) < 0) {
+		log_warnx("measured boot failed: %s; the TPM answers TPM_RC_FAILURE until the "
+			  "next CMD_INIT",
+			  err);
+		return -1;
+	}
+	log_info("measured boot: kernel into PCR 4%s%s", d->opts.measure_initrd ? ", initrd" : "",
+		 d->opts.measure_append	  ? ", command line into PCR 5"
+		 : d->opts.measure_initrd ? " into PCR 5"
+					  : "");
+	return 0;
+}
+
 static int start(struct vtpmd *d)
 {
 	static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
@@ -691,6 +722,14 @@ static int start(struct vtpmd *d)
 		return rc;
 	if (open_state(d) < 0)
 		return 1;
+	if (d->opts.measure_kernel) {
+		if (measure_open(&d->measure, d->opts.measure_kernel, d->opts.measure_initrd,
+				 d->opts.measure_append, d->opts.eventlog, err, sizeof(err)) < 0) {
+			log_warnx("%s", err);
+			return 1;
+		}
+		engine_set_startup_hook(d->engine, measure_hook, d);
+	}
 	d->ctrl.engine = d->engine;
 	d->ctrl.file_key = d->opts.key.source != KEY_NONE || d->mgr;
 	d->ctrl.reject_locality4 = d->opts.reject_locality4;

@@ -512,6 +512,10 @@ enum {
 	OPT_LOCALITY,
 	OPT_SECCOMP,
 	OPT_UUID,
+	OPT_MEASURE_KERNEL,
+	OPT_MEASURE_INITRD,
+	OPT_MEASURE_APPEND,
+	OPT_EVENTLOG,
 	OPT_MANAGER,
 	OPT_TPM2,
 	OPT_UNSUPPORTED,
@@ -541,6 +545,10 @@ static const struct option long_opts[] = {
     {"migration", required_argument, NULL, OPT_UNSUPPORTED},
     {"vtpm-proxy", no_argument, NULL, OPT_UNSUPPORTED},
     {"print-states", no_argument, NULL, OPT_PRINT_STATES},
+    {"measure-kernel", required_argument, NULL, OPT_MEASURE_KERNEL},
+    {"measure-initrd", required_argument, NULL, OPT_MEASURE_INITRD},
+    {"measure-append", required_argument, NULL, OPT_MEASURE_APPEND},
+    {"eventlog", required_argument, NULL, OPT_EVENTLOG},
     {"profile", required_argument, NULL, OPT_UNSUPPORTED},
     {NULL, 0, NULL, 0},
 };
@@ -586,6 +594,10 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 			      "--manager and --key exclude each other: the manager gives the key");
 	if (o->allow_set_locality)
 		return errmsg(err, errlen, "--locality allow-set-locality is not supported");
+	if (!o->measure_kernel && (o->measure_initrd || o->measure_append || o->eventlog))
+		return errmsg(err, errlen,
+			      "--measure-initrd, --measure-append and --eventlog need "
+			      "--measure-kernel");
 	return 0;
 }
 
@@ -646,6 +658,21 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			break;
 		case OPT_MANAGER:
 			rc = dup_str(&o->manager, optarg, err, errlen);
+			break;
+		case OPT_MEASURE_KERNEL:
+			rc = parse_nonempty("--measure-kernel", "the kernel file", optarg,
+					    &o->measure_kernel, err, errlen);
+			break;
+		case OPT_MEASURE_INITRD:
+			rc = parse_nonempty("--measure-initrd", "the initrd file", optarg,
+					    &o->measure_initrd, err, errlen);
+			break;
+		case OPT_MEASURE_APPEND:
+			rc = dup_str(&o->measure_append, optarg, err, errlen);
+			break;
+		case OPT_EVENTLOG:
+			rc = parse_nonempty("--eventlog", "the event log file", optarg,
+					    &o->eventlog, err, errlen);
 			break;
 		case OPT_PRINT_CAPS:
 			o->print_capabilities = true;
@@ -708,5 +735,9 @@ void vtpmd_opts_free(struct vtpmd_opts *o)
 	free(o->manager);
 	free(o->runas);
 	free(o->chroot_dir);
+	free(o->measure_kernel);
+	free(o->measure_initrd);
+	free(o->measure_append);
+	free(o->eventlog);
 	memset(o, 0, sizeof(*o));
 }

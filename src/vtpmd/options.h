@@ -83,6 +83,11 @@ struct vtpmd_opts {
 	enum seccomp_action seccomp;
 	char *runas;	  /* --runas USER|UID: drop to it after --chroot, before any file */
 	char *chroot_dir; /* --chroot DIR: every later path is inside it */
+	/* measured direct-kernel boot (measure.h) */
+	char *measure_kernel;
+	char *measure_initrd;
+	char *measure_append;
+	char *eventlog;
 };
 
 /* argv[0] is the program, argv[1] "socket". Returns 0, or -1 with err set. */

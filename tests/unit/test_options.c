@@ -121,6 +121,10 @@ static void test_refusals(void)
 	    {"--profile", "name=default-v1", "option --profile is not supported by vtpmd"},
 	    {"--bogus", "x", "unknown option"},
 	    {"--manager", "/run/m.sock", "--uuid"},
+	    {"--measure-kernel", "", "--measure-kernel: the kernel file is empty"},
+	    {"--measure-initrd", "/i", "need --measure-kernel"},
+	    {"--measure-append", "quiet", "need --measure-kernel"},
+	    {"--eventlog", "/x", "need --measure-kernel"},
 	};
 	struct vtpmd_opts o;
 	char err[256];
