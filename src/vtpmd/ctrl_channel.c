@@ -21,6 +21,13 @@ uint32_t ctrl_capabilities(void)
 	       PTM_CAP_GET_INFO | PTM_CAP_SEND_COMMAND_HEADER | PTM_CAP_LOCK_STORAGE;
 }
 
+uint32_t ctrl_capabilities_passthrough(void)
+{
+	return PTM_CAP_INIT | PTM_CAP_SHUTDOWN | PTM_CAP_GET_TPMESTABLISHED | PTM_CAP_SET_LOCALITY |
+	       PTM_CAP_RESET_TPMESTABLISHED | PTM_CAP_STOP | PTM_CAP_GET_CONFIG |
+	       PTM_CAP_SET_DATAFD | PTM_CAP_SET_BUFFERSIZE | PTM_CAP_SEND_COMMAND_HEADER;
+}
+
 /* Body length rules per command: exact (body must be exactly min bytes), or at least min
  * bytes with anything after ignored. */
 struct ctrl_shape {
@@ -276,6 +283,85 @@ static uint32_t ctrl_set_datafd(struct ctrl_ctx *cx, int fd)
 	return RES_SUCCESS;
 }
 
+/* Passthrough mode (docs/vtpmd.8, PASSTHROUGH): the TPM is the host's, so what needs
+ * libtpms state is refused with TPM_BAD_ORDINAL and a log line saying why. */
+static void ctrl_execute_passthrough(struct ctrl_ctx *cx, const struct ctrl_req *req, int passed_fd,
+				     struct ctrl_resp *resp)
+{
+	struct passthrough *p = cx->pt;
+	uint32_t res = RES_SUCCESS;
+
+	switch (req->code) {
+	case CMD_GET_CAPABILITY: {
+		uint32_t v[2] = {0, ctrl_capabilities_passthrough()};
+		resp_u32s(resp, v, 2);
+		return;
+	}
+	case CMD_INIT:
+		res = passthrough_init(p);
+		break;
+	case CMD_SHUTDOWN:
+		passthrough_stop(p);
+		cx->shutdown = true;
+		break;
+	case CMD_STOP:
+		passthrough_stop(p);
+		break;
+	case CMD_GET_TPMESTABLISHED: {
+		/* the guest never runs at locality 3 or 4 on the host TPM: never established */
+		uint32_t v[2] = {passthrough_running(p) ? RES_SUCCESS : RES_BAD_ORDINAL, 0};
+		resp_u32s(resp, v, 2);
+		return;
+	}
+	case CMD_SET_LOCALITY:
+		if (req->u.locality > 4 || (req->u.locality == 4 && cx->reject_locality4))
+			res = RES_BAD_LOCALITY;
+		else
+			passthrough_set_locality(p, req->u.locality);
+		break;
+	case CMD_RESET_TPMESTABLISHED:
+		if (req->u.locality == 4 && cx->reject_locality4)
+			res = RES_BAD_LOCALITY;
+		else if (!passthrough_running(p))
+			res = RES_BAD_ORDINAL;
+		break; /* nothing to reset: the bit is never set for a guest */
+	case CMD_GET_CONFIG: {
+		uint32_t v[2] = {0, 0};
+		resp_u32s(resp, v, 2);
+		return;
+	}
+	case CMD_SET_DATAFD:
+		res = ctrl_set_datafd(cx, passed_fd);
+		break;
+	case CMD_SET_BUFFERSIZE: {
+		uint32_t v[4] = {0, 0, 0, 0};
+		v[0] = passthrough_buffer_size(p, req->u.buffer_size, &v[1], &v[2], &v[3]);
+		resp_u32s(resp, v, 4);
+		return;
+	}
+	case CMD_GET_STATEBLOB: {
+		uint32_t v[4] = {RES_BAD_ORDINAL, 0, 0, 0};
+		log_info("CMD_GET_STATEBLOB refused: in passthrough mode the state is the host "
+			 "TPM's and does not move");
+		resp_u32s(resp, v, 4);
+		return;
+	}
+	case CMD_GET_INFO: {
+		uint32_t v[3] = {RES_BAD_ORDINAL, 0, 0};
+		log_info("CMD_GET_INFO refused: passthrough mode has no libtpms to describe");
+		resp_u32s(resp, v, 3);
+		return;
+	}
+	default:
+		/* SET_STATEBLOB, HASH_*, CANCEL, STORE_VOLATILE, LOCK_STORAGE */
+		log_info("control command 0x%x refused: not available in passthrough mode",
+			 req->code);
+		res = RES_BAD_ORDINAL;
+		break;
+	}
+	resp_u32s(resp, &res, 1);
+}
+
 void ctrl_execute(struct ctrl_ctx *cx, const struct ctrl_req *req, int passed_fd,
 		  struct ctrl_resp *resp)
 {
@@ -286,6 +372,10 @@ void ctrl_execute(struct ctrl_ctx *cx, const struct ctrl_req *req, int passed_fd
 	if (req->code != CMD_SET_DATAFD && passed_fd >= 0) {
 		close(passed_fd); /* descriptors are only taken with SET_DATAFD */
 		passed_fd = -1;
+	}
+	if (cx->pt) {
+		ctrl_execute_passthrough(cx, req, passed_fd, resp);
+		return;
 	}
 	switch (req->code) {
 	case CMD_GET_CAPABILITY: {

@@ -15,6 +15,7 @@
 
 #include "vtpmd/ctrl_proto.h"
 #include "vtpmd/engine.h"
+#include "vtpmd/passthrough.h"
 
 struct ctrl_req {
 	uint32_t code;
@@ -53,6 +54,7 @@ enum ctrl_parse_status ctrl_parse(const uint8_t *buf, size_t len, struct ctrl_re
 /* What the control channel acts on besides the engine. */
 struct ctrl_ctx {
 	struct engine *engine;
+	struct passthrough *pt;	      /* passthrough mode: the host TPM instead of engine */
 	int data_fd;		      /* current data channel fd, -1 if none; SET_DATAFD sets it */
 	bool file_key;		      /* --key in use (GET_CONFIG) */
 	const uint8_t *migration_key; /* 32 bytes with --migration-key, else NULL */
@@ -74,5 +76,8 @@ void ctrl_execute(struct ctrl_ctx *cx, const struct ctrl_req *req, int passed_fd
 void ctrl_error_response(uint32_t res, struct ctrl_resp *resp);
 /* Capabilities vtpmd advertises. */
 uint32_t ctrl_capabilities(void);
+/* Capabilities in passthrough mode: no state blobs (QEMU then blocks migration), no hashing,
+ * cancel, volatile state, info or storage lock. */
+uint32_t ctrl_capabilities_passthrough(void);
 
 #endif

@@ -30,6 +30,7 @@
 #include "common/sock.h"
 #include "common/state_store.h"
 #include "vtpmd/blob_envelope.h"
+#include "vtpmd/cmd_filter.h"
 #include "vtpmd/ctrl_channel.h"
 #include "vtpmd/ctrl_proto.h"
 #include "vtpmd/data_channel.h"
@@ -38,6 +39,7 @@
 #include "vtpmd/measure.h"
 #include "vtpmd/mgr_retry.h"
 #include "vtpmd/options.h"
+#include "vtpmd/passthrough.h"
 #include "vtpmd/sandbox.h"
 #include "vtpmd/state_key.h"
 
@@ -50,6 +52,7 @@ struct vtpmd {
 	struct vtpmd_opts opts;
 	struct state_store *store;
 	struct engine *engine;
+	struct passthrough *pt; /* `vtpmd passthrough`: instead of engine and store */
 	struct ctrl_ctx ctrl;
 	int ctrl_listen;
 	int ctrl_conn;
@@ -79,6 +82,8 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "Usage: vtpmd socket --tpm2 --tpmstate dir=DIR [--ctrl ...] [--server ...] [options]\n"
+	    "       vtpmd passthrough --tcti TCTI --filter FILE [--ctrl ...] [--server ...] "
+	    "[options]\n"
 	    "\n"
 	    "vtpmd runs one virtual TPM 2.0 (libtpms) and serves it with swtpm's control and\n"
 	    "data channel protocol, so QEMU's -tpmdev emulator, libvirt and swtpm_ioctl use it as\n"
@@ -157,6 +162,18 @@ static void usage(FILE *f)
 	    "Unix sockets made from path= have mode 0600 unless mode= says otherwise (the umask\n"
 	    "plays no part). The log, pid and lock files are never opened through a symbolic\n"
 	    "link. vtpmd is not dumpable and locks its memory (see RLIMIT_MEMLOCK in vtpmd(8)).\n"
+	    "\n"
+	    "Passthrough mode serves the same protocols but forwards each guest command to a\n"
+	    "real TPM after checking it against a command filter (see vtpmd(8), PASSTHROUGH):\n"
+	    "  --tcti TCTI                the back end, as a tpm2-tss TCTI string; production:\n"
+	    "                             device:/dev/tpmrm0 (the kernel resource manager keeps\n"
+	    "                             each guest's objects and sessions its own)\n"
+	    "  --filter FILE              the command filter (allow/deny by name or code, pcrs,\n"
+	    "                             nv-range); a refused command never reaches the TPM and\n"
+	    "                             is answered TPM_RC_COMMAND_CODE (0x143)\n"
+	    "  --ctrl, --server, --log, --pid, --daemon, --terminate, --seccomp, --runas,\n"
+	    "  --chroot, --locality       as in socket mode; state options do not apply\n"
+	    "Needs libtss2-tctildr.so.0 (package libtss2-tctildr0) at run time only.\n"
 	    "\n"
 	    "Not supported, refused with a message: TPM 1.2, chardev/cuse modes, --migration,\n"
 	    "--vtpm-proxy, --locality allow-set-locality, profiles.\n"
@@ -376,6 +393,27 @@ out:
 	return rc;
 }
 
+/* Passthrough: the filter, then the back end (passthrough.h). */
+static int open_passthrough(struct vtpmd *d)
+{
+	struct cmd_filter *f = malloc(sizeof(*f));
+	char err[1024];
+	int rc = -1;
+
+	if (!f) {
+		log_warnx("out of memory");
+		return -1;
+	}
+	if (cmd_filter_load(f, d->opts.filter, err, sizeof(err)) < 0)
+		log_warnx("%s", err);
+	else if (passthrough_open(&d->pt, d->opts.tcti, f, err, sizeof(err)) < 0)
+		log_warnx("%s", err);
+	else
+		rc = 0;
+	free(f);
+	return rc;
+}
+
 static int open_channel(const struct chan_opts *c, const char *what, int *listen_fd, int *conn_fd)
 {
 	char err[512];
@@ -500,6 +538,10 @@ static int data_execute(struct vtpmd *d, const uint8_t *cmd, uint32_t len, const
 	uint32_t cc = 0;
 	int admit = 1;
 
+	if (d->pt) {
+		passthrough_process(d->pt, cmd, len, rsp, rsp_len);
+		return 0;
+	}
 	rc_init(&c, cmd, len); /* tag, commandSize, commandCode */
 	if (d->mgr && engine_running(d->engine) && rc_skip(&c, 6) == 0 && rc_u32(&c, &cc) == 0)
 		admit = mgr_client_admit(d->mgr, cc);
@@ -530,7 +572,9 @@ static int data_serve(struct vtpmd *d)
 	d->dhave += (size_t)n;
 	for (;;) {
 		enum data_parse_status st = data_frame_parse(
-		    d->dbuf, d->dhave, engine_max_command_size(d->engine), &f, &need);
+		    d->dbuf, d->dhave,
+		    d->pt ? passthrough_max_command(d->pt) : engine_max_command_size(d->engine), &f,
+		    &need);
 		const uint8_t *rsp;
 		uint32_t rsp_len;
 
@@ -554,7 +598,10 @@ static int data_serve(struct vtpmd *d)
 		if (f.tcg) {
 			if (f.locality > 4)
 				f.locality = 0;
-			engine_set_locality(d->engine, f.locality);
+			if (d->pt)
+				passthrough_set_locality(d->pt, f.locality);
+			else
+				engine_set_locality(d->engine, f.locality);
 		}
 		if (data_execute(d, d->dbuf + f.cmd_off, f.cmd_len, &rsp, &rsp_len) < 0) {
 			d->mgr_refused = true;
@@ -670,6 +717,15 @@ static void abort_stop(void *arg)
 
 static void cleanup(struct vtpmd *d)
 {
+	if (d->pt) {
+		struct passthrough_stats st;
+		passthrough_stats(d->pt, &st);
+		log_info("passthrough: %llu command(s) forwarded, %llu refused, %llu failed",
+			 (unsigned long long)st.forwarded, (unsigned long long)st.denied,
+			 (unsigned long long)st.failed);
+		passthrough_close(d->pt);
+		d->pt = NULL;
+	}
 	if (d->engine) {
 		engine_stop(d->engine);
 		engine_destroy(d->engine);
@@ -718,10 +774,15 @@ static int start(struct vtpmd *d)
 	uint32_t res;
 	int data_conn = -1, rc;
 
-	if ((rc = lock_state_dir(d)) != 0)
-		return rc;
-	if (open_state(d) < 0)
-		return 1;
+	if (d->opts.passthrough) {
+		if (open_passthrough(d) < 0)
+			return 1;
+	} else {
+		if ((rc = lock_state_dir(d)) != 0)
+			return rc;
+		if (open_state(d) < 0)
+			return 1;
+	}
 	if (d->opts.measure_kernel) {
 		if (measure_open(&d->measure, d->opts.measure_kernel, d->opts.measure_initrd,
 				 d->opts.measure_append, d->opts.eventlog, err, sizeof(err)) < 0) {
@@ -731,6 +792,7 @@ static int start(struct vtpmd *d)
 		engine_set_startup_hook(d->engine, measure_hook, d);
 	}
 	d->ctrl.engine = d->engine;
+	d->ctrl.pt = d->pt;
 	d->ctrl.file_key = d->opts.key.source != KEY_NONE || d->mgr;
 	d->ctrl.reject_locality4 = d->opts.reject_locality4;
 	d->ctrl.data_fd = -1;
@@ -758,7 +820,7 @@ static int start(struct vtpmd *d)
 	}
 	if (d->mgr)
 		mgr_client_set_abort(d->mgr, d->sig_fd, abort_stop, d);
-	if (d->opts.not_need_init) {
+	if (d->opts.not_need_init && d->engine) {
 		uint32_t startup_rc = 0;
 
 		res = engine_init_startup(d->engine, d->opts.startup, &startup_rc);
@@ -783,8 +845,11 @@ static int start(struct vtpmd *d)
 		return 1;
 	}
 	d->pid_written = true;
-	log_info("ready: state in %s, state version %llu", d->opts.state_dir,
-		 (unsigned long long)state_store_version(d->store));
+	if (d->pt)
+		log_info("ready: passthrough to %s, filter %s", d->opts.tcti, d->opts.filter);
+	else
+		log_info("ready: state in %s, state version %llu", d->opts.state_dir,
+			 (unsigned long long)state_store_version(d->store));
 	return 0;
 }
 
@@ -863,7 +928,7 @@ int main(int argc, char **argv)
 	daemon_ready(&d->ready_fd, rc);
 	if (rc == 0) {
 		sandbox_report_memory(&d->mem);
-		if (sandbox_seccomp(d->opts.seccomp, err, sizeof(err)) < 0) {
+		if (sandbox_seccomp(d->opts.seccomp, d->opts.passthrough, err, sizeof(err)) < 0) {
 			log_warnx("%s", err);
 			rc = 1;
 		} else {

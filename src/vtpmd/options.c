@@ -518,6 +518,8 @@ enum {
 	OPT_EVENTLOG,
 	OPT_MANAGER,
 	OPT_TPM2,
+	OPT_TCTI,
+	OPT_FILTER,
 	OPT_UNSUPPORTED,
 };
 
@@ -549,6 +551,8 @@ static const struct option long_opts[] = {
     {"measure-initrd", required_argument, NULL, OPT_MEASURE_INITRD},
     {"measure-append", required_argument, NULL, OPT_MEASURE_APPEND},
     {"eventlog", required_argument, NULL, OPT_EVENTLOG},
+    {"tcti", required_argument, NULL, OPT_TCTI},
+    {"filter", required_argument, NULL, OPT_FILTER},
     {"profile", required_argument, NULL, OPT_UNSUPPORTED},
     {NULL, 0, NULL, 0},
 };
@@ -566,12 +570,55 @@ static void opts_defaults(struct vtpmd_opts *o)
 	o->startup = STARTUP_NONE;
 }
 
+/* `vtpmd passthrough`: a back end and a filter instead of a state; what belongs to a state
+ * (key, manager, start-up flags) is refused by name. */
+static int check_passthrough(struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	if (!o->passthrough) {
+		if (o->tcti || o->filter)
+			return errmsg(err, errlen,
+				      "--tcti and --filter go with 'vtpmd passthrough'");
+		return 1;
+	}
+	if (!o->tcti)
+		return errmsg(err, errlen,
+			      "passthrough: --tcti is required (e.g. device:/dev/tpmrm0)");
+	if (!o->filter)
+		return errmsg(err, errlen,
+			      "passthrough: --filter FILE is required (e.g. the shipped "
+			      "passthrough.filter)");
+	if (o->state_dir || o->print_states)
+		return errmsg(err, errlen,
+			      "passthrough: --tpmstate and --print-states do not "
+			      "apply (the state is the host TPM's)");
+	if (o->key.source != KEY_NONE || o->migration_key.source != KEY_NONE)
+		return errmsg(err, errlen, "passthrough: --key and --migration-key do not apply");
+	if (o->manager || o->uuid)
+		return errmsg(err, errlen, "passthrough: --manager and --uuid do not apply");
+	if (o->not_need_init || o->startup != STARTUP_NONE)
+		return errmsg(err, errlen,
+			      "passthrough: --flags does not apply (the host TPM is started by the "
+			      "host)");
+	if (o->measure_kernel || o->measure_initrd || o->measure_append || o->eventlog)
+		return errmsg(err, errlen,
+			      "passthrough: --measure-* and --eventlog do not apply (the host "
+			      "TPM's PCRs are not the guest's)");
+	if (o->ctrl.type == CHAN_NONE && o->server.type == CHAN_NONE)
+		return errmsg(err, errlen, "give --ctrl and/or --server: no channel to serve");
+	if (o->allow_set_locality)
+		return errmsg(err, errlen, "--locality allow-set-locality is not supported");
+	return 0;
+}
+
 static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 {
 	uint8_t uuid[16];
+	int rc;
 
 	if (o->help || o->version || o->print_capabilities)
 		return 0;
+	if ((rc = check_passthrough(o, err, errlen)) <= 0)
+		return rc;
 	if (o->print_states)
 		return o->state_dir ? 0 : errmsg(err, errlen, "--print-states needs --tpmstate");
 	if (!o->tpm2)
@@ -609,11 +656,17 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 	if (argc >= 2 && strcmp(argv[1], "socket") == 0) {
 		argc--;
 		argv++;
+	} else if (argc >= 2 && strcmp(argv[1], "passthrough") == 0) {
+		o->passthrough = true;
+		argc--;
+		argv++;
 	} else if (argc >= 2 && (strcmp(argv[1], "chardev") == 0 || strcmp(argv[1], "cuse") == 0)) {
 		return errmsg(err, errlen, "'%s' mode is not supported: use 'vtpmd socket'",
 			      argv[1]);
 	} else if (argc >= 2 && argv[1][0] != '-') {
-		return errmsg(err, errlen, "unknown mode '%s': use 'vtpmd socket'", argv[1]);
+		return errmsg(err, errlen,
+			      "unknown mode '%s': use 'vtpmd socket' or 'vtpmd passthrough'",
+			      argv[1]);
 	}
 	optind = 0; /* full getopt reset: the parser may run more than once (tests) */
 	opterr = 0;
@@ -673,6 +726,13 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 		case OPT_EVENTLOG:
 			rc = parse_nonempty("--eventlog", "the event log file", optarg,
 					    &o->eventlog, err, errlen);
+			break;
+		case OPT_TCTI:
+			rc = parse_nonempty("--tcti", "the TCTI", optarg, &o->tcti, err, errlen);
+			break;
+		case OPT_FILTER:
+			rc =
+			    parse_nonempty("--filter", "the file", optarg, &o->filter, err, errlen);
 			break;
 		case OPT_PRINT_CAPS:
 			o->print_capabilities = true;
@@ -739,5 +799,7 @@ void vtpmd_opts_free(struct vtpmd_opts *o)
 	free(o->measure_initrd);
 	free(o->measure_append);
 	free(o->eventlog);
+	free(o->tcti);
+	free(o->filter);
 	memset(o, 0, sizeof(*o));
 }

@@ -88,9 +88,12 @@ struct vtpmd_opts {
 	char *measure_initrd;
 	char *measure_append;
 	char *eventlog;
+	bool passthrough; /* `vtpmd passthrough`: forward to a real TPM (passthrough.h) */
+	char *tcti;	  /* --tcti: the back end's tpm2-tss TCTI string */
+	char *filter;	  /* --filter: the command filter file (cmd_filter.h) */
 };
 
-/* argv[0] is the program, argv[1] "socket". Returns 0, or -1 with err set. */
+/* argv[0] is the program, argv[1] "socket" or "passthrough". Returns 0, or -1 with err set. */
 int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, size_t errlen);
 void vtpmd_opts_free(struct vtpmd_opts *o);
 

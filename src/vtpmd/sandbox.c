@@ -270,7 +270,20 @@ int sandbox_drop_privileges(const struct sandbox_user *u, struct sandbox_mem *m,
 	return 0;
 }
 
-int sandbox_seccomp(enum seccomp_action action, char *err, size_t errlen)
+/* The built-in filters (src/gen/vtpmd_seccomp.c): [passthrough][log]. */
+#define BPF(a)                                                                                     \
+	{                                                                                          \
+		a, sizeof(a) / sizeof(a[0])                                                        \
+	}
+static const struct {
+	const struct sock_filter *insns;
+	size_t n;
+} builtin[2][2] = {
+    {BPF(vtpmd_bpf_kill), BPF(vtpmd_bpf_log)},
+    {BPF(vtpmd_bpf_pt_kill), BPF(vtpmd_bpf_pt_log)},
+};
+
+int sandbox_seccomp(enum seccomp_action action, bool passthrough, char *err, size_t errlen)
 {
 	bool log_only = action == SECCOMP_ACTION_LOG;
 
@@ -282,12 +295,10 @@ int sandbox_seccomp(enum seccomp_action action, char *err, size_t errlen)
 		log_info("no seccomp filter (--seccomp action=none)");
 		return 0;
 	}
-	/* Built from seccomp_calls.c with vtpmd (src/gen/); a sanitizer build's filter also
-	 * lets LeakSanitizer run at exit (seccomp_filter.h), and a report made after the filter
-	 * is loaded has no symbols: debug with action=log. */
-	if (seccomp_bpf_load(log_only ? vtpmd_bpf_log : vtpmd_bpf_kill,
-			     log_only ? sizeof(vtpmd_bpf_log) / sizeof(vtpmd_bpf_log[0])
-				      : sizeof(vtpmd_bpf_kill) / sizeof(vtpmd_bpf_kill[0]),
+	/* Built from seccomp_calls.c with vtpmd; a sanitizer build's filter also lets
+	 * LeakSanitizer run at exit (seccomp_filter.h), and a report made after the filter is
+	 * loaded has no symbols: debug with action=log. */
+	if (seccomp_bpf_load(builtin[passthrough][log_only].insns, builtin[passthrough][log_only].n,
 			     VTPMD_SECCOMP_PID_PLACEHOLDER, (uint32_t)getpid(), err, errlen) < 0)
 		return -1;
 	log_info("seccomp filter loaded: action %s for calls outside vtpmd's list",

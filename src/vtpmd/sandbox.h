@@ -61,8 +61,10 @@ int sandbox_drop_privileges(const struct sandbox_user *u, struct sandbox_mem *m,
 			    size_t secret_len, char *err, size_t errlen);
 
 /* PR_SET_NO_NEW_PRIVS, then (unless action is none) load the allowlist filter. Call when
- * start-up is over: sockets open, state loaded, pid written, daemonized. */
-int sandbox_seccomp(enum seccomp_action action, char *err, size_t errlen);
+ * start-up is over: sockets open, state loaded, pid written, daemonized. passthrough: also
+ * what the back end's TCTI needs per command (the swtpm and mssim TCTIs connect a new TCP
+ * socket for each command). */
+int sandbox_seccomp(enum seccomp_action action, bool passthrough, char *err, size_t errlen);
 
 /* Test hook (tests/integration/vtpmd_sandbox.sh): when the environment variable
  * VTPMD_TEST_FORBIDDEN_SYSCALL is "execve" or "socket-inet", make that forbidden call now

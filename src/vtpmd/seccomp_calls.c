@@ -88,9 +88,10 @@ const char *const vtpmd_seccomp_calls[] = {
 };
 const size_t vtpmd_seccomp_ncalls = sizeof(vtpmd_seccomp_calls) / sizeof(vtpmd_seccomp_calls[0]);
 
-void vtpmd_seccomp_conds(struct seccomp_cond out[VTPMD_SECCOMP_NCONDS], uint32_t pid)
+size_t vtpmd_seccomp_conds(struct seccomp_cond out[VTPMD_SECCOMP_MAX_CONDS], uint32_t pid,
+			   bool passthrough)
 {
-	const struct seccomp_cond conds[VTPMD_SECCOMP_NCONDS] = {
+	const struct seccomp_cond conds[VTPMD_SECCOMP_MAX_CONDS] = {
 	    /* Reconnecting to vtpmmgrd makes a unix socket; no other kind is ever needed (TCP
 	     * listeners are open before the filter, accept needs no socket()). */
 	    {.name = "socket", .arg = 0, .mask = ~0ULL, .value = AF_UNIX},
@@ -101,9 +102,13 @@ void vtpmd_seccomp_conds(struct seccomp_cond out[VTPMD_SECCOMP_NCONDS], uint32_t
 	    {.name = "tgkill", .arg = 0, .mask = ~0ULL, .value = pid},
 	    /* stdio asks whether a stream is a terminal; nothing else of ioctl. */
 	    {.name = "ioctl", .arg = 1, .mask = ~0ULL, .value = TCGETS},
+	    /* passthrough only: the swtpm and mssim TCTIs connect anew for each command */
+	    {.name = "socket", .arg = 0, .mask = ~0ULL, .value = AF_INET},
+	    {.name = "socket", .arg = 0, .mask = ~0ULL, .value = AF_INET6},
 	};
-	size_t i;
+	size_t i, n = passthrough ? VTPMD_SECCOMP_MAX_CONDS : VTPMD_SECCOMP_MAX_CONDS - 2;
 
-	for (i = 0; i < VTPMD_SECCOMP_NCONDS; i++)
+	for (i = 0; i < n; i++)
 		out[i] = conds[i];
+	return n;
 }

@@ -6,6 +6,7 @@
 #ifndef VTPM_SECCOMP_CALLS_H
 #define VTPM_SECCOMP_CALLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,8 +20,11 @@ extern const size_t vtpmd_seccomp_ncalls;
  * (PID_MAX_LIMIT is 2^22) and equal to no call number, action or architecture it compares. */
 #define VTPMD_SECCOMP_PID_PLACEHOLDER 0x2fdb5e91u
 
-#define VTPMD_SECCOMP_NCONDS 5
-/* Calls allowed under a condition on one argument; tgkill only towards pid (this process). */
-void vtpmd_seccomp_conds(struct seccomp_cond out[VTPMD_SECCOMP_NCONDS], uint32_t pid);
+#define VTPMD_SECCOMP_MAX_CONDS 7
+/* Calls allowed under a condition on one argument (tgkill only towards pid, this process);
+ * passthrough: also TCP sockets, which a TCP back end's TCTI opens for each command. Returns
+ * how many were written to out. */
+size_t vtpmd_seccomp_conds(struct seccomp_cond out[VTPMD_SECCOMP_MAX_CONDS], uint32_t pid,
+			   bool passthrough);
 
 #endif

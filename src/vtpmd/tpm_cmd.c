@@ -77,6 +77,27 @@ size_t tpm_cmd_get_pcr_banks(uint8_t *buf, size_t cap)
 	return finish(buf, cap, off);
 }
 
+size_t tpm_cmd_get_handles(uint8_t *buf, size_t cap, TPM2_HANDLE first, uint32_t count)
+{
+	size_t off = header(buf, cap, TPM2_ST_NO_SESSIONS, TPM2_CC_GetCapability);
+
+	if (off == 0 ||
+	    Tss2_MU_UINT32_Marshal(TPM2_CAP_HANDLES, buf, cap, &off) != TSS2_RC_SUCCESS ||
+	    Tss2_MU_TPM2_HANDLE_Marshal(first, buf, cap, &off) != TSS2_RC_SUCCESS ||
+	    Tss2_MU_UINT32_Marshal(count, buf, cap, &off) != TSS2_RC_SUCCESS)
+		return 0;
+	return finish(buf, cap, off);
+}
+
+size_t tpm_cmd_flush_context(uint8_t *buf, size_t cap, TPM2_HANDLE handle)
+{
+	size_t off = header(buf, cap, TPM2_ST_NO_SESSIONS, TPM2_CC_FlushContext);
+
+	if (off == 0 || Tss2_MU_TPM2_HANDLE_Marshal(handle, buf, cap, &off) != TSS2_RC_SUCCESS)
+		return 0;
+	return finish(buf, cap, off);
+}
+
 TPM2_RC tpm_rsp_rc(const uint8_t *rsp, size_t len)
 {
 	size_t off = 6;
@@ -87,9 +108,9 @@ TPM2_RC tpm_rsp_rc(const uint8_t *rsp, size_t len)
 	return rc;
 }
 
-int tpm_rsp_pcr_banks(const uint8_t *rsp, size_t len, TPML_PCR_SELECTION *out)
+/* The capability data of a successful TPM2_GetCapability response of length len. */
+static int rsp_capability(const uint8_t *rsp, size_t len, TPM2_CAP want, TPMS_CAPABILITY_DATA *cap)
 {
-	TPMS_CAPABILITY_DATA cap;
 	size_t off = 2;
 	UINT32 size;
 	BYTE more;
@@ -99,9 +120,28 @@ int tpm_rsp_pcr_banks(const uint8_t *rsp, size_t len, TPML_PCR_SELECTION *out)
 		return -1;
 	off = HEADER_LEN;
 	if (Tss2_MU_BYTE_Unmarshal(rsp, len, &off, &more) != TSS2_RC_SUCCESS ||
-	    Tss2_MU_TPMS_CAPABILITY_DATA_Unmarshal(rsp, len, &off, &cap) != TSS2_RC_SUCCESS ||
-	    cap.capability != TPM2_CAP_PCRS || off != len)
+	    Tss2_MU_TPMS_CAPABILITY_DATA_Unmarshal(rsp, len, &off, cap) != TSS2_RC_SUCCESS ||
+	    cap->capability != want || off != len)
+		return -1;
+	return 0;
+}
+
+int tpm_rsp_pcr_banks(const uint8_t *rsp, size_t len, TPML_PCR_SELECTION *out)
+{
+	TPMS_CAPABILITY_DATA cap;
+
+	if (rsp_capability(rsp, len, TPM2_CAP_PCRS, &cap) < 0)
 		return -1;
 	*out = cap.data.assignedPCR;
+	return 0;
+}
+
+int tpm_rsp_handles(const uint8_t *rsp, size_t len, TPML_HANDLE *out)
+{
+	TPMS_CAPABILITY_DATA cap;
+
+	if (rsp_capability(rsp, len, TPM2_CAP_HANDLES, &cap) < 0)
+		return -1;
+	*out = cap.data.handles;
 	return 0;
 }

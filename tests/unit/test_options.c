@@ -331,8 +331,62 @@ static void test_keys(void)
 	unit_end();
 }
 
+static void test_passthrough(void)
+{
+	static const struct {
+		const char *args[10];
+		const char *msg;
+	} bad[] = {
+	    {{"passthrough", "--filter", "f", "--server", "type=tcp,port=1"}, "--tcti is required"},
+	    {{"passthrough", "--tcti", "device:/dev/tpmrm0", "--server", "type=tcp,port=1"},
+	     "--filter FILE is required"},
+	    {{"passthrough", "--tcti", "t", "--filter", "f", "--tpmstate", "dir=/tmp",
+	      "--server=type=tcp,port=1"},
+	     "do not apply"},
+	    {{"passthrough", "--tcti", "t", "--filter", "f", "--flags", "not-need-init",
+	      "--server=type=tcp,port=1"},
+	     "--flags does not apply"},
+	    {{"passthrough", "--tcti", "t", "--filter", "f"}, "no channel to serve"},
+	    {{"passthrough", "--tcti", "", "--filter", "f"}, "--tcti: the TCTI is empty"},
+	    {{"socket", "--tpm2", "--tpmstate", "dir=/tmp", "--tcti", "t", "--server",
+	      "type=tcp,port=1"},
+	     "go with 'vtpmd passthrough'"},
+	};
+	struct vtpmd_opts o;
+	char err[512], *argv[12];
+	size_t i, n;
+
+	unit_begin("options: passthrough needs --tcti and --filter and refuses state options");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		argv[0] = (char *)"vtpmd";
+		for (n = 0; bad[i].args[n]; n++)
+			argv[n + 1] = (char *)bad[i].args[n];
+		argv[n + 1] = NULL;
+		err[0] = '\0';
+		CHECKF(parse((int)n + 1, argv, &o, err) < 0 && strstr(err, bad[i].msg),
+		       "case %zu: err '%s'", i, err);
+		vtpmd_opts_free(&o);
+	}
+	unit_end();
+
+	unit_begin("options: a passthrough command line");
+	{
+		char *ok[] = {(char *)"vtpmd",	     (char *)"passthrough",
+			      (char *)"--tcti",	     (char *)"device:/dev/tpmrm0",
+			      (char *)"--filter",    (char *)"/etc/vtpm/passthrough.filter",
+			      (char *)"--ctrl",	     (char *)"type=unixio,path=/run/x.sock",
+			      (char *)"--terminate", NULL};
+		if (CHECKF(parse(9, ok, &o, err) == 0, "%s", err))
+			CHECK(o.passthrough && strcmp(o.tcti, "device:/dev/tpmrm0") == 0 &&
+			      strcmp(o.filter, "/etc/vtpm/passthrough.filter") == 0 && o.terminate);
+		vtpmd_opts_free(&o);
+	}
+	unit_end();
+}
+
 int main(void)
 {
+	test_passthrough();
 	test_libvirt_forms();
 	test_refusals();
 	test_sandbox_options();

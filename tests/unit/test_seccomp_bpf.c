@@ -19,9 +19,10 @@
 
 /* The program libseccomp builds today from seccomp_calls.c equals the one built in. */
 static void same_as_libseccomp(const char *name, const struct sock_filter *built, size_t n,
-			       bool log_only)
+			       bool passthrough, bool log_only)
 {
-	struct seccomp_cond conds[VTPMD_SECCOMP_NCONDS];
+	struct seccomp_cond conds[VTPMD_SECCOMP_MAX_CONDS];
+	size_t nconds;
 	struct sock_filter now[SECCOMP_BPF_MAX_INSNS];
 	char err[256] = "";
 	int fd = memfd_create("test", MFD_CLOEXEC);
@@ -30,10 +31,9 @@ static void same_as_libseccomp(const char *name, const struct sock_filter *built
 	unit_begin(name);
 	if (!CHECKF(fd >= 0, "memfd_create: %s", strerror(errno)))
 		goto out;
-	vtpmd_seccomp_conds(conds, VTPMD_SECCOMP_PID_PLACEHOLDER);
-	if (!CHECKF(seccomp_filter_export(vtpmd_seccomp_calls, vtpmd_seccomp_ncalls, conds,
-					  VTPMD_SECCOMP_NCONDS, log_only, fd, err,
-					  sizeof(err)) == 0,
+	nconds = vtpmd_seccomp_conds(conds, VTPMD_SECCOMP_PID_PLACEHOLDER, passthrough);
+	if (!CHECKF(seccomp_filter_export(vtpmd_seccomp_calls, vtpmd_seccomp_ncalls, conds, nconds,
+					  log_only, fd, err, sizeof(err)) == 0,
 		    "%s", err))
 		goto out;
 	len = pread(fd, now, sizeof(now), 0);
@@ -86,9 +86,15 @@ int main(void)
 	/* as the generator: the filter is for API level 3, whatever this kernel is */
 	seccomp_api_set(3);
 	same_as_libseccomp("bpf: the kill filter is what libseccomp builds from the list",
-			   vtpmd_bpf_kill, NKILL, false);
+			   vtpmd_bpf_kill, NKILL, false, false);
 	same_as_libseccomp("bpf: the log filter is what libseccomp builds from the list",
-			   vtpmd_bpf_log, NLOG, true);
+			   vtpmd_bpf_log, NLOG, false, true);
+	same_as_libseccomp("bpf: passthrough's kill filter is what libseccomp builds",
+			   vtpmd_bpf_pt_kill,
+			   sizeof(vtpmd_bpf_pt_kill) / sizeof(vtpmd_bpf_pt_kill[0]), true, false);
+	same_as_libseccomp("bpf: passthrough's log filter is what libseccomp builds",
+			   vtpmd_bpf_pt_log, sizeof(vtpmd_bpf_pt_log) / sizeof(vtpmd_bpf_pt_log[0]),
+			   true, true);
 
 	unit_begin("bpf: a program with no placeholder is refused, before anything is loaded");
 	CHECK(seccomp_bpf_load(no_placeholder, 1, VTPMD_SECCOMP_PID_PLACEHOLDER, 1, err,
