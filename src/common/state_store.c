@@ -30,7 +30,8 @@ _Static_assert(MAX_SLOT_CAP <= UINT32_MAX, "slot capacity must fit the header fi
 
 struct state_store {
 	int dirfd;
-	int fd; /* -1 while there is no state file */
+	int fd;	    /* -1 while there is no state file */
+	char *name; /* the state file's name in its directory */
 	char *path;
 	uint8_t key[STATE_KEY_LEN];
 	bool has_key;
@@ -71,7 +72,7 @@ static int open_file(struct state_store *ss, char *err, size_t errlen)
 	struct stat st;
 	int fd;
 
-	fd = openat(ss->dirfd, STATE_FILE_NAME, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(ss->dirfd, ss->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT)
 		return STATE_OK;
 	if (fd < 0 && errno == ELOOP)
@@ -91,6 +92,13 @@ static int open_file(struct state_store *ss, char *err, size_t errlen)
 int state_store_open(struct state_store **out, const char *dir, const uint8_t *key,
 		     mode_t file_mode, const struct state_io *io, char *err, size_t errlen)
 {
+	return state_store_open_named(out, dir, STATE_FILE_NAME, key, file_mode, io, err, errlen);
+}
+
+int state_store_open_named(struct state_store **out, const char *dir, const char *name,
+			   const uint8_t *key, mode_t file_mode, const struct state_io *io,
+			   char *err, size_t errlen)
+{
 	struct state_store *ss;
 	int rc;
 
@@ -103,7 +111,13 @@ int state_store_open(struct state_store **out, const char *dir, const uint8_t *k
 	ss->newest = -1;
 	ss->mode = file_mode;
 	set_io(&ss->io, io);
-	if (asprintf(&ss->path, "%s/%s", dir, STATE_FILE_NAME) < 0) {
+	if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		state_store_close(ss);
+		return fail(err, errlen, STATE_ERR_IO, "state file name '%s' is not a file name",
+			    name);
+	}
+	ss->name = strdup(name);
+	if (!ss->name || asprintf(&ss->path, "%s/%s", dir, name) < 0) {
 		ss->path = NULL;
 		state_store_close(ss);
 		return fail(err, errlen, STATE_ERR_NOMEM, "state store: out of memory");
@@ -138,6 +152,7 @@ void state_store_close(struct state_store *ss)
 	if (ss->dirfd >= 0)
 		close(ss->dirfd);
 	free(ss->path);
+	free(ss->name);
 	free(ss);
 }
 
@@ -470,7 +485,7 @@ static int commit_grow(struct state_store *ss, const uint8_t *img, size_t size, 
 	if (!file)
 		return fail(err, errlen, STATE_ERR_NOMEM, "%s: out of memory", ss->path);
 	memcpy(file, img, size);
-	rc = atomic_file_write_at(ss->dirfd, STATE_FILE_NAME, file, 2 * cap, ss->mode, &aio, &fd);
+	rc = atomic_file_write_at(ss->dirfd, ss->name, file, 2 * cap, ss->mode, &aio, &fd);
 	OPENSSL_cleanse(file, size);
 	free(file);
 	if (rc == ATOMIC_ERR)

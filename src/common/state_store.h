@@ -42,6 +42,12 @@ struct state_store;
 int state_store_open(struct state_store **out, const char *dir, const uint8_t *key,
 		     mode_t file_mode, const struct state_io *io, char *err, size_t errlen);
 
+/* The same for a state file of another name in dir (vtpmd --tpmstate backend-uri=file://);
+ * name is one path component. */
+int state_store_open_named(struct state_store **out, const char *dir, const char *name,
+			   const uint8_t *key, mode_t file_mode, const struct state_io *io,
+			   char *err, size_t errlen);
+
 /*
  * Load the newest valid slot. want_uuid NULL accepts any UUID (standalone) and adopts it.
  * Returns 0 with *payload (malloc'd; cleanse and free) and info, 1 if there is no state

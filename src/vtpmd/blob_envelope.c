@@ -164,6 +164,20 @@ static uint32_t unwrap_sealed(const uint8_t *hdr, struct rcursor *tlvs, uint32_t
 	return RES_SUCCESS;
 }
 
+bool blob_envelope_has_header(const uint8_t *buf, size_t len)
+{
+	struct rcursor c;
+	uint8_t version, min_version;
+	uint16_t hdrsize, flags;
+	uint32_t totlen;
+
+	rc_init(&c, buf, len);
+	if (rc_u8(&c, &version) < 0 || rc_u8(&c, &min_version) < 0 || rc_u16(&c, &hdrsize) < 0 ||
+	    rc_u16(&c, &flags) < 0 || rc_u32(&c, &totlen) < 0)
+		return false;
+	return totlen == len && hdrsize == BLOB_HDR_LEN && min_version <= BLOB_VERSION;
+}
+
 uint32_t blob_envelope_unwrap(const uint8_t *buf, size_t len, uint32_t type, const uint8_t *mig_key,
 			      uint8_t **raw, size_t *raw_len)
 {

@@ -20,6 +20,7 @@
 #ifndef VTPMD_BLOB_ENVELOPE_H
 #define VTPMD_BLOB_ENVELOPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,10 @@ int blob_envelope_wrap(const uint8_t *raw, size_t len, uint32_t type, const uint
  * Returns a control-channel result code: 0, RES_BAD_VERSION, RES_KEYNOTFOUND (sealed, no
  * key), RES_DECRYPT_ERROR (wrong key, tampered, or a format we cannot open),
  * RES_BAD_PARAMETER (malformed). */
+/* swtpm's state files (and blobs) before its version 2 have no envelope: the file is the
+ * libtpms blob itself. True when buf starts with a header swtpm would take as one (its
+ * totlen is len, its size BLOB_HDR_LEN, its min_version one we read). */
+bool blob_envelope_has_header(const uint8_t *buf, size_t len);
 uint32_t blob_envelope_unwrap(const uint8_t *buf, size_t len, uint32_t type, const uint8_t *mig_key,
 			      uint8_t **raw, size_t *raw_len);
 

@@ -31,6 +31,7 @@
 #include "common/state_store.h"
 #include "vtpmd/blob_envelope.h"
 #include "vtpmd/cmd_filter.h"
+#include "vtpmd/capabilities.h"
 #include "vtpmd/ctrl_channel.h"
 #include "vtpmd/ctrl_proto.h"
 #include "vtpmd/data_channel.h"
@@ -92,20 +93,27 @@ static void usage(FILE *f)
 	    "\n"
 	    "Options:\n"
 	    "  --tpm2                     emulate a TPM 2.0 (required; TPM 1.2 is not supported)\n"
-	    "  --tpmstate dir=DIR[,mode=0600]\n"
-	    "                             state directory (must exist) and state file mode;\n"
-	    "                             backend-uri=dir://DIR is accepted too\n"
+	    "  --tpmstate dir=DIR[,mode=0600] | backend-uri=dir://DIR | backend-uri=file://PATH\n"
+	    "                             state directory (must exist) and state file mode, or\n"
+	    "                             (file://) the one state file PATH; default: the\n"
+	    "                             directory in $TPM_PATH\n"
 	    "  --ctrl type=unixio,path=PATH[,mode=0600][,uid=N][,gid=N][,terminate]\n"
 	    "  --ctrl type=unixio,fd=N | type=unixio,clientfd=N\n"
-	    "  --ctrl type=tcp,port=PORT[,bindaddr=127.0.0.1] | type=tcp,fd=N\n"
+	    "  --ctrl type=tcp,port=PORT[,bindaddr=127.0.0.1][,ifname=IF] | type=tcp,fd=N\n"
 	    "                             control channel; 'terminate' exits when the control\n"
 	    "                             client hangs up; clientfd= is an already connected "
 	    "socket\n"
-	    "  --server type=tcp,port=PORT[,bindaddr=127.0.0.1][,disconnect] | type=tcp,fd=N\n"
+	    "  --server [type=tcp][,port=PORT][,bindaddr=127.0.0.1][,ifname=IF][,disconnect]\n"
+	    "  --server [type=tcp,]fd=N\n"
 	    "  --server type=unixio,path=PATH[,mode=..] | type=unixio,fd=N\n"
 	    "                             data channel (QEMU instead passes one with "
 	    "CMD_SET_DATAFD);\n"
-	    "                             TCP binds to loopback addresses only\n"
+	    "                             type defaults to tcp; the port to -p, then $TPM_PORT;\n"
+	    "                             tcp fd= is a connected socket; TCP binds to loopback\n"
+	    "                             addresses only\n"
+	    "  -p, --port PORT            --server type=tcp,port=PORT,disconnect (swtpm)\n"
+	    "  -f, --fd N                 the data channel is the connected socket N (N >= 3);\n"
+	    "                             exit when it hangs up\n"
 	    "  --key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,format=hex|binary]\n"
 	    "        "
 	    "[,mode=aes-128-cbc|aes-256-cbc|aes-256-gcm][,remove[=true|false]][,kdf=pbkdf2|sha512]"
@@ -120,7 +128,8 @@ static void usage(FILE *f)
 	    "  --locality reject-locality-4\n"
 	    "                             refuse locality 4 on the control channel\n"
 	    "  --log file=PATH|fd=N[,level=N][,truncate]\n"
-	    "                             log destination (default stderr); level 1 warnings,\n"
+	    "                             log destination (default stderr; file=- none); level 1 "
+	    "warnings,\n"
 	    "                             2-4 information, 5 and up debug\n"
 	    "  --pid file=PATH|fd=N       write the process id\n"
 	    "  -d, --daemon               detach after the sockets are ready (the parent exits\n"
@@ -149,7 +158,10 @@ static void usage(FILE *f)
 	    "5\n"
 	    "  --eventlog FILE            write those measurements as a TCG2 crypto-agile event\n"
 	    "                             log (tpm2_eventlog reads it)\n"
-	    "  --print-capabilities       print the features as JSON (as swtpm does) and exit\n"
+
+	    "  --print-capabilities       print the features as JSON (swtpm 0.7.1's names, RSA "
+	    "key\n"
+	    "                             sizes from libtpms) and exit\n"
 	    "  --print-states             print which state blobs exist in --tpmstate (JSON) and "
 	    "exit\n"
 	    "  -v, --version              print the version and exit\n"
@@ -174,6 +186,8 @@ static void usage(FILE *f)
 	    "  --ctrl, --server, --log, --pid, --daemon, --terminate, --seccomp, --runas,\n"
 	    "  --chroot, --locality       as in socket mode; state options do not apply\n"
 	    "Needs libtss2-tctildr.so.0 (package libtss2-tctildr0) at run time only.\n"
+	    "Environment: TPM_PATH (state directory without --tpmstate), TPM_PORT (data port\n"
+	    "without port= or -p), as swtpm reads them.\n"
 	    "\n"
 	    "Not supported, refused with a message: TPM 1.2, chardev/cuse modes, --migration,\n"
 	    "--vtpm-proxy, --locality allow-set-locality, profiles.\n"
@@ -183,16 +197,35 @@ static void usage(FILE *f)
 	    "directory is locked by another emulator.\n");
 }
 
-static void print_capabilities(void)
+/* swtpm 0.7.1's capability line; the RSA key sizes are the ones libtpms supports. */
+static int print_capabilities(void)
 {
-	printf("{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", \"tpm-send-command-header\", "
-	       "\"flags-opt-startup\", \"cmdarg-seccomp\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", "
-	       "\"cmdarg-print-states\", \"cmdarg-chroot\", \"nvram-backend-dir\" ], \"version\": "
-	       "\"" VTPMD_VERSION "\" }\n");
+	uint32_t sizes[CAPS_MAX_RSA_SIZES];
+	char line[1024], err[256];
+	char *info;
+	int n;
+
+	if (TPMLIB_ChooseTPMVersion(TPMLIB_TPM_VERSION_2) != 0) {
+		fprintf(stderr, "vtpmd: libtpms cannot emulate a TPM 2.0\n");
+		return 1;
+	}
+	info = TPMLIB_GetInfo(TPMLIB_INFO_TPMFEATURES);
+	n = caps_rsa_key_sizes(info, sizes, CAPS_MAX_RSA_SIZES, err, sizeof(err));
+	free(info);
+	if (n < 0) {
+		fprintf(stderr, "vtpmd: %s\n", err);
+		return 1;
+	}
+	if (caps_json(line, sizeof(line), sizes, (size_t)n, VTPMD_VERSION) < 0) {
+		fprintf(stderr, "vtpmd: capability line too long\n");
+		return 1;
+	}
+	printf("%s\n", line);
+	return 0;
 }
 
 /* swtpm_setup asks which blobs exist before it provisions (--not-overwrite). */
-static void print_states(const char *dir)
+static void print_states(const struct vtpmd_opts *o)
 {
 	static const char *const names[] = {STATE_FILE_NAME, "tpm2-00.permall"};
 	char path[4096];
@@ -201,7 +234,11 @@ static void print_states(const char *dir)
 
 	printf("{ \"type\": \"swtpm\", \"states\": [");
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		/* the file backend: the one file named; the directory backend: ours or swtpm's */
+		if (o->state_name && i > 0)
+			break;
+		snprintf(path, sizeof(path), "%s/%s", o->state_dir,
+			 o->state_name ? o->state_name : names[i]);
 		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
 			printf(" {\"name\": \"permall\", \"size\": %lld} ", (long long)st.st_size);
 			break;
@@ -233,18 +270,25 @@ static int setup_log(const struct vtpmd_opts *o)
 	} else if (o->log_fd >= 0) {
 		fd = o->log_fd;
 	}
+	if (o->log_off)
+		fd = -1; /* --log file=- */
 	log_init("vtpmd", fd,
 		 o->log_file || o->log_fd >= 0 ? log_level_from_swtpm(o->log_level) : LOG_LVL_WARN);
 	return 0;
 }
 
-/* One emulator per state directory; swtpm takes the same lock (fcntl on DIR/.lock). */
+/* One emulator per state directory; swtpm takes the same lock (fcntl on DIR/.lock). With
+ * backend-uri=file://PATH the lock is PATH.lock (the state file itself is replaced by a
+ * rename when it grows, so it cannot carry the lock). */
 static int lock_state_dir(struct vtpmd *d)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	char path[4096], err[512];
 
-	snprintf(path, sizeof(path), "%s/.lock", d->opts.state_dir);
+	if (d->opts.state_name)
+		snprintf(path, sizeof(path), "%s/%s.lock", d->opts.state_dir, d->opts.state_name);
+	else
+		snprintf(path, sizeof(path), "%s/.lock", d->opts.state_dir);
 	d->lock_fd = daemon_open_nofollow("lock file", path, O_RDWR | O_CREAT, 0640, false, err,
 					  sizeof(err));
 	if (d->lock_fd < 0) {
@@ -259,6 +303,22 @@ static int lock_state_dir(struct vtpmd *d)
 	return 0;
 }
 
+/* The libtpms blob in one swtpm state file: in swtpm's envelope, or (files written before
+ * swtpm had one, which swtpm still reads) the whole file. */
+static int import_unwrap(const uint8_t *buf, size_t len, uint32_t type, uint8_t **raw,
+			 size_t *raw_len)
+{
+	if (blob_envelope_has_header(buf, len))
+		return blob_envelope_unwrap(buf, len, type, NULL, raw, raw_len) == RES_SUCCESS ? 0
+											       : -1;
+	*raw = malloc(len);
+	if (!*raw)
+		return -1;
+	memcpy(*raw, buf, len);
+	*raw_len = len;
+	return 0;
+}
+
 /* swtpm's state files in the directory and no vtpmd state: bring them over once. */
 static int import_swtpm_state(struct vtpmd *d)
 {
@@ -270,7 +330,7 @@ static int import_swtpm_state(struct vtpmd *d)
 	char path[4096];
 	size_t i;
 
-	if (state_store_version(d->store) != 0)
+	if (state_store_version(d->store) != 0 || d->opts.state_name)
 		return 0;
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		uint8_t *buf, *raw = NULL;
@@ -292,8 +352,7 @@ static int import_swtpm_state(struct vtpmd *d)
 		n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
 		close(fd);
 		if (n != st.st_size ||
-		    blob_envelope_unwrap(buf, (size_t)n, files[i].type, NULL, &raw, &raw_len) !=
-			RES_SUCCESS ||
+		    import_unwrap(buf, (size_t)n, files[i].type, &raw, &raw_len) < 0 ||
 		    engine_set_blob(d->engine, files[i].type, raw, (uint32_t)raw_len) != 0) {
 			log_warnx(
 			    "cannot import swtpm state file %s (encrypted or damaged); move it "
@@ -374,8 +433,10 @@ static int open_state(struct vtpmd *d)
 		}
 		d->ctrl.migration_key = d->migration_key;
 	}
-	if (state_store_open(&d->store, d->opts.state_dir, have_key ? key : NULL,
-			     d->opts.state_mode, NULL, err, sizeof(err)) != 0) {
+	if (state_store_open_named(&d->store, d->opts.state_dir,
+				   d->opts.state_name ? d->opts.state_name : STATE_FILE_NAME,
+				   have_key ? key : NULL, d->opts.state_mode, NULL, err,
+				   sizeof(err)) != 0) {
 		log_warnx("%s", err);
 		goto out;
 	}
@@ -414,6 +475,22 @@ static int open_passthrough(struct vtpmd *d)
 	return rc;
 }
 
+/* A channel given as a file descriptor must be an open socket (swtpm checks the same). */
+static int check_socket_fd(int fd, const char *what)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		log_warnx("%s channel: file descriptor %d: %s", what, fd, strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		log_warnx("%s channel: file descriptor %d is not a socket", what, fd);
+		return -1;
+	}
+	return 0;
+}
+
 static int open_channel(const struct chan_opts *c, const char *what, int *listen_fd, int *conn_fd)
 {
 	char err[512];
@@ -430,10 +507,15 @@ static int open_channel(const struct chan_opts *c, const char *what, int *listen
 		*listen_fd = sock_listen_tcp(c->bindaddr, c->port, err, sizeof(err));
 		break;
 	case CHAN_UNIX_FD:
+	case CHAN_TCP_LISTEN_FD:
+		if (check_socket_fd(c->fd, what) < 0)
+			return -1;
 		*listen_fd = c->fd;
-		break;
+		return 0;
 	case CHAN_UNIX_CLIENTFD:
 	case CHAN_TCP_FD:
+		if (check_socket_fd(c->fd, what) < 0)
+			return -1;
 		*conn_fd = c->fd;
 		return 0;
 	}
@@ -803,7 +885,8 @@ static int start(struct vtpmd *d)
 	d->data_from_server_fd = data_conn >= 0;
 	if (geteuid() == 0 &&
 	    (d->opts.ctrl.type == CHAN_TCP_PORT || d->opts.ctrl.type == CHAN_TCP_FD ||
-	     d->opts.server.type == CHAN_TCP_PORT || d->opts.server.type == CHAN_TCP_FD))
+	     d->opts.ctrl.type == CHAN_TCP_LISTEN_FD || d->opts.server.type == CHAN_TCP_PORT ||
+	     d->opts.server.type == CHAN_TCP_FD))
 		log_warnx("a TCP channel of this vtpmd (running as root) is open to every local "
 			  "user: prefer unix sockets (type=unixio), or --runas");
 	d->ctrl_from_clientfd = d->ctrl_conn >= 0;
@@ -911,13 +994,12 @@ int main(int argc, char **argv)
 	if (confine(d) < 0)
 		goto out;
 	if (d->opts.print_states) {
-		print_states(d->opts.state_dir);
+		print_states(&d->opts);
 		rc = 0;
 		goto out;
 	}
 	if (d->opts.print_capabilities) {
-		print_capabilities();
-		rc = 0;
+		rc = print_capabilities();
 		goto out;
 	}
 	if (setup_log(&d->opts) < 0)

@@ -142,12 +142,20 @@ static int dup_str(char **dst, const char *s, char *err, size_t errlen)
 	return *dst ? 0 : errmsg(err, errlen, "out of memory");
 }
 
-/* --ctrl and --server share one syntax. */
-static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct chan_opts *c,
-		      char *err, size_t errlen)
+/* Where a --server TCP port comes from when port= is absent (swtpm: -p, else $TPM_PORT). */
+struct port_fallback {
+	const char *val;  /* NULL: none */
+	const char *what; /* names it in messages: "-p/--port", "TPM_PORT" */
+};
+
+/* --ctrl and --server share one syntax. --server's type defaults to tcp (swtpm's default);
+ * --ctrl needs a type. */
+static int parse_chan(const char *opt, const char *arg, bool is_ctrl,
+		      const struct port_fallback *pf, struct chan_opts *c, char *err, size_t errlen)
 {
-	const char *known = is_ctrl ? "type path mode uid gid port bindaddr fd clientfd terminate"
-				    : "type path mode uid gid port bindaddr fd disconnect";
+	const char *known = is_ctrl ? "type path mode uid gid port bindaddr ifname fd clientfd "
+				      "terminate"
+				    : "type path mode uid gid port bindaddr ifname fd disconnect";
 	struct kvlist l;
 	const char *type, *v;
 	uint32_t n;
@@ -163,10 +171,12 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 	c->gid = (gid_t)-1;
 	c->fd = -1;
 	type = kv_get(&l, "type");
-	if (!type) {
+	if (!type && is_ctrl) {
 		errmsg(err, errlen, "%s: type=unixio or type=tcp is required", opt);
 		goto out;
 	}
+	if (!type)
+		type = "tcp";
 	if (strcmp(type, "unixio") == 0) {
 		if ((v = kv_get(&l, "path"))) {
 			c->type = CHAN_UNIX_PATH;
@@ -189,29 +199,48 @@ static int parse_chan(const char *opt, const char *arg, bool is_ctrl, struct cha
 			       is_ctrl ? " or clientfd=" : "");
 			goto out;
 		}
-		if (kv_has(&l, "port") || kv_has(&l, "bindaddr")) {
-			errmsg(err, errlen, "%s: port and bindaddr go with type=tcp", opt);
+		if (kv_has(&l, "port") || kv_has(&l, "bindaddr") || kv_has(&l, "ifname")) {
+			errmsg(err, errlen, "%s: port, bindaddr and ifname go with type=tcp", opt);
 			goto out;
 		}
 	} else if (strcmp(type, "tcp") == 0) {
 		if ((v = kv_get(&l, "fd"))) {
-			c->type = CHAN_TCP_FD;
+			/* swtpm: a connected socket for the data channel, a listening one for the
+			 * control channel */
+			c->type = is_ctrl ? CHAN_TCP_LISTEN_FD : CHAN_TCP_FD;
 			if (parse_fd(opt, v, &c->fd, err, errlen) < 0)
 				goto out;
 		} else {
+			const char *what = NULL; /* NULL: port= */
+
 			c->type = CHAN_TCP_PORT;
 			v = kv_get(&l, "port");
+			if (!v && pf && pf->val) {
+				v = pf->val;
+				what = pf->what;
+			}
 			if (!v) {
-				errmsg(err, errlen, "%s: type=tcp needs port= or fd=", opt);
+				errmsg(err, errlen, "%s: type=tcp needs port= or fd=%s", opt,
+				       is_ctrl ? ""
+					       : " (or -p PORT, or TPM_PORT in the environment)");
 				goto out;
 			}
-			if (parse_param(opt, "port", v, NUM_DEC, 65535, &n, err, errlen) < 0)
+			if (what ? parse_num_u32(what, v, NUM_DEC, 0, 65535, &n, err, errlen) < 0
+				 : parse_param(opt, "port", v, NUM_DEC, 65535, &n, err, errlen) < 0)
 				goto out;
 			c->port = (uint16_t)n;
 		}
-		if (dup_str(&c->bindaddr,
-			    kv_get(&l, "bindaddr") ? kv_get(&l, "bindaddr") : "127.0.0.1", err,
-			    errlen) < 0)
+		/* ifname only matters for an IPv6 link-local bindaddr, which the loopback rule
+		 * refuses anyway: accepted and checked, as swtpm accepts it. */
+		if ((v = kv_get(&l, "ifname")) && !*v) {
+			errmsg(err, errlen, "%s: ifname is empty", opt);
+			goto out;
+		}
+		if ((v = kv_get(&l, "bindaddr")) && !*v) {
+			errmsg(err, errlen, "%s: bindaddr is empty", opt);
+			goto out;
+		}
+		if (dup_str(&c->bindaddr, v ? v : "127.0.0.1", err, errlen) < 0)
 			goto out;
 		if (kv_has(&l, "path") || kv_has(&l, "mode") || kv_has(&l, "clientfd")) {
 			errmsg(err, errlen, "%s: path, mode and clientfd go with type=unixio", opt);
@@ -242,32 +271,68 @@ out:
 	return rc;
 }
 
+/* backend-uri=file://PATH: PATH split into its directory and its last component. */
+static int split_state_file(const char *path, struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	static const char opt[] = "--tpmstate";
+	const char *slash = strrchr(path, '/');
+	const char *name = slash ? slash + 1 : path;
+
+	if (!*path)
+		return errmsg(err, errlen, "%s: backend-uri=file:// needs a path", opt);
+	if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return errmsg(err, errlen,
+			      "%s: backend-uri=file://%s names a directory; the file backend needs "
+			      "a file (use dir:// for a directory)",
+			      opt, path);
+	free(o->state_dir);
+	o->state_dir = !slash	       ? strdup(".")
+		       : slash == path ? strdup("/")
+				       : strndup(path, (size_t)(slash - path));
+	if (!o->state_dir)
+		return errmsg(err, errlen, "out of memory");
+	return dup_str(&o->state_name, name, err, errlen);
+}
+
+/* swtpm: dir=DIR, or backend-uri=dir://DIR or file://PATH (a relative path is relative to
+ * the working directory); dir= wins when both are given. */
 static int parse_tpmstate(const char *arg, struct vtpmd_opts *o, char *err, size_t errlen)
 {
 	static const char opt[] = "--tpmstate";
 	struct kvlist l;
-	const char *v;
+	const char *v, *uri;
 	int rc = -1;
 
 	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
 	    kv_check(opt, &l, "dir backend-uri mode lock", err, errlen) < 0)
 		goto out;
-	if ((v = kv_get(&l, "backend-uri"))) {
-		if (strncmp(v, "dir://", 6) != 0) {
+	free(o->state_name); /* a repeated option replaces the earlier one */
+	o->state_name = NULL;
+	v = kv_get(&l, "dir");
+	uri = kv_get(&l, "backend-uri");
+	if (!v && uri) {
+		if (strncmp(uri, "dir://", 6) == 0) {
+			v = uri + 6;
+		} else if (strncmp(uri, "file://", 7) == 0) {
+			if (split_state_file(uri + 7, o, err, errlen) < 0)
+				goto out;
+		} else {
 			errmsg(err, errlen,
-			       "%s: backend-uri '%s' is not supported (only dir://PATH)", opt, v);
+			       "%s: backend-uri '%s' is not supported (use dir://PATH or "
+			       "file://PATH)",
+			       opt, uri);
 			goto out;
 		}
-		v += 6;
-	} else {
-		v = kv_get(&l, "dir");
 	}
-	if (!v || !*v) {
-		errmsg(err, errlen, "%s: dir=PATH is required", opt);
-		goto out;
+	if (!o->state_name) {
+		if (!v || !*v) {
+			errmsg(err, errlen, "%s: dir=PATH is required", opt);
+			goto out;
+		}
+		if (dup_str(&o->state_dir, v, err, errlen) < 0)
+			goto out;
 	}
-	if (dup_str(&o->state_dir, v, err, errlen) < 0)
-		goto out;
+	o->state_from_env = false;
 	if ((v = kv_get(&l, "mode")) && parse_mode(opt, v, &o->state_mode, err, errlen) < 0)
 		goto out;
 	rc = 0;
@@ -362,8 +427,18 @@ static int parse_log(const char *arg, struct vtpmd_opts *o, char *err, size_t er
 	if (kv_split(opt, arg, &l, err, errlen) < 0 ||
 	    kv_check(opt, &l, "file fd level prefix truncate", err, errlen) < 0)
 		goto out;
-	if ((v = kv_get(&l, "file")) && dup_str(&o->log_file, v, err, errlen) < 0)
-		goto out;
+	if ((v = kv_get(&l, "file"))) {
+		/* swtpm: file=- means no log at all */
+		o->log_off = strcmp(v, "-") == 0;
+		free(o->log_file);
+		o->log_file = NULL;
+		if (!*v) {
+			errmsg(err, errlen, "%s: file is empty (file=- turns logging off)", opt);
+			goto out;
+		}
+		if (!o->log_off && dup_str(&o->log_file, v, err, errlen) < 0)
+			goto out;
+	}
 	if ((v = kv_get(&l, "fd")) && parse_fd(opt, v, &o->log_fd, err, errlen) < 0)
 		goto out;
 	if ((v = kv_get(&l, "level"))) {
@@ -521,6 +596,8 @@ enum {
 	OPT_TCTI,
 	OPT_FILTER,
 	OPT_UNSUPPORTED,
+	OPT_PORT = 'p',
+	OPT_FD = 'f',
 };
 
 static const struct option long_opts[] = {
@@ -528,6 +605,8 @@ static const struct option long_opts[] = {
     {"tpmstate", required_argument, NULL, OPT_TPMSTATE},
     {"ctrl", required_argument, NULL, OPT_CTRL},
     {"server", required_argument, NULL, OPT_SERVER},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"fd", required_argument, NULL, OPT_FD},
     {"log", required_argument, NULL, OPT_LOG},
     {"pid", required_argument, NULL, OPT_PID},
     {"key", required_argument, NULL, OPT_KEY},
@@ -625,10 +704,22 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 		return errmsg(err, errlen,
 			      "vtpmd emulates TPM 2.0 only: --tpm2 is required (TPM 1.2 is not "
 			      "supported)");
-	if (!o->state_dir)
-		return errmsg(err, errlen, "--tpmstate dir=PATH is required");
+	if (!o->state_dir) {
+		/* swtpm: TPM_PATH stands in for --tpmstate dir= */
+		const char *env = getenv("TPM_PATH");
+
+		if (!env || !*env)
+			return errmsg(err, errlen,
+				      "--tpmstate dir=PATH is required (or TPM_PATH in the "
+				      "environment)");
+		if (dup_str(&o->state_dir, env, err, errlen) < 0)
+			return -1;
+		o->state_from_env = true;
+	}
 	if (o->ctrl.type == CHAN_NONE && o->server.type == CHAN_NONE)
-		return errmsg(err, errlen, "give --ctrl and/or --server: no channel to serve");
+		return errmsg(err, errlen,
+			      "give --ctrl and/or --server (or -p PORT, or --fd N): no channel to "
+			      "serve");
 	if (o->uuid && uuid_from_text(o->uuid, uuid) < 0)
 		return errmsg(err, errlen,
 			      "--uuid: '%s' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-"
@@ -648,8 +739,45 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
+/* The data channel from --server, -p/--port and -f/--fd, once all options are read (swtpm:
+ * the last of --server and -p gives the channel, -p's port is the default port of either,
+ * then $TPM_PORT). */
+static int resolve_server(const char *server_arg, bool from_port, const char *port_arg,
+			  const char *fd_arg, struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	struct port_fallback pf = {port_arg, "-p/--port"};
+	uint32_t n;
+
+	if (port_arg &&
+	    parse_num_u32("-p/--port", port_arg, NUM_DEC, 0, 65535, &n, err, errlen) < 0)
+		return -1;
+
+	if (fd_arg) {
+		if (server_arg)
+			return errmsg(err, errlen,
+				      "-f/--fd and %s exclude each other: give one data channel",
+				      port_arg ? "-p/--port" : "--server");
+		/* swtpm: an already connected socket; never stdin, stdout or stderr */
+		if (parse_num_u32("-f/--fd", fd_arg, NUM_DEC, 3, 65535, &n, err, errlen) < 0)
+			return -1;
+		o->server.type = CHAN_TCP_FD;
+		o->server.fd = (int)n;
+		return 0;
+	}
+	if (!server_arg)
+		return 0;
+	if (!port_arg) {
+		pf.val = getenv("TPM_PORT");
+		pf.what = "TPM_PORT (environment)";
+	}
+	return parse_chan(from_port ? "-p/--port" : "--server", server_arg, false, &pf, &o->server,
+			  err, errlen);
+}
+
 int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, size_t errlen)
 {
+	const char *server_arg = NULL, *port_arg = NULL, *fd_arg = NULL;
+	bool server_from_port = false;
 	int c, li, rc = 0;
 
 	opts_defaults(o);
@@ -661,7 +789,11 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 		argc--;
 		argv++;
 	} else if (argc >= 2 && (strcmp(argv[1], "chardev") == 0 || strcmp(argv[1], "cuse") == 0)) {
-		return errmsg(err, errlen, "'%s' mode is not supported: use 'vtpmd socket'",
+		/* swtpm's words for an interface it was built without: scripts (swtpm's own
+		 * tests) look for them */
+		return errmsg(err, errlen,
+			      "Unsupported TPM interface '%s': vtpmd serves the socket interface "
+			      "only ('vtpmd socket'; no chardev, no CUSE)",
 			      argv[1]);
 	} else if (argc >= 2 && argv[1][0] != '-') {
 		return errmsg(err, errlen,
@@ -671,7 +803,7 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 	optind = 0; /* full getopt reset: the parser may run more than once (tests) */
 	opterr = 0;
 	while (rc == 0 &&
-	       (li = -1, c = getopt_long(argc, argv, ":dthvr:R:", long_opts, &li)) != -1) {
+	       (li = -1, c = getopt_long(argc, argv, ":dthvr:R:p:f:", long_opts, &li)) != -1) {
 		switch (c) {
 		case OPT_TPM2:
 			o->tpm2 = true;
@@ -680,10 +812,21 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			rc = parse_tpmstate(optarg, o, err, errlen);
 			break;
 		case OPT_CTRL:
-			rc = parse_chan("--ctrl", optarg, true, &o->ctrl, err, errlen);
+			rc = parse_chan("--ctrl", optarg, true, NULL, &o->ctrl, err, errlen);
 			break;
 		case OPT_SERVER:
-			rc = parse_chan("--server", optarg, false, &o->server, err, errlen);
+			/* parsed after the loop: its port may come from a later -p */
+			server_arg = optarg;
+			server_from_port = false;
+			break;
+		case OPT_PORT:
+			/* swtpm: -p PORT is --server type=tcp,disconnect with TPM_PORT=PORT */
+			port_arg = optarg;
+			server_arg = "type=tcp,disconnect";
+			server_from_port = true;
+			break;
+		case OPT_FD:
+			fd_arg = optarg;
 			break;
 		case OPT_LOG:
 			rc = parse_log(optarg, o, err, errlen);
@@ -776,6 +919,8 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 	if (rc == 0 && optind < argc)
 		rc = errmsg(err, errlen, "unexpected argument '%s'", argv[optind]);
 	if (rc == 0)
+		rc = resolve_server(server_arg, server_from_port, port_arg, fd_arg, o, err, errlen);
+	if (rc == 0)
 		rc = check_combination(o, err, errlen);
 	return rc;
 }
@@ -783,6 +928,7 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 void vtpmd_opts_free(struct vtpmd_opts *o)
 {
 	free(o->state_dir);
+	free(o->state_name);
 	free(o->ctrl.path);
 	free(o->ctrl.bindaddr);
 	free(o->server.path);

@@ -19,7 +19,8 @@ enum chan_type {
 	CHAN_UNIX_FD,
 	CHAN_UNIX_CLIENTFD,
 	CHAN_TCP_PORT,
-	CHAN_TCP_FD
+	CHAN_TCP_FD,	   /* --server type=tcp,fd=N or --fd N: one connected socket */
+	CHAN_TCP_LISTEN_FD /* --ctrl type=tcp,fd=N: a listening TCP socket (swtpm's meaning) */
 };
 
 struct chan_opts {
@@ -56,11 +57,17 @@ struct key_opts {
 
 struct vtpmd_opts {
 	bool tpm2;
+	/* --tpmstate dir=DIR, backend-uri=dir://DIR, or $TPM_PATH: the state file is
+	 * DIR/STATE_FILE_NAME. backend-uri=file://PATH: state_dir is PATH's directory and
+	 * state_name its last component (the state is that one file). */
 	char *state_dir;
+	char *state_name;    /* NULL: STATE_FILE_NAME in state_dir (the directory backend) */
+	bool state_from_env; /* state_dir came from $TPM_PATH */
 	mode_t state_mode;
 	struct chan_opts ctrl;
 	struct chan_opts server;
 	char *log_file;
+	bool log_off; /* --log file=-: no log at all (swtpm's meaning) */
 	int log_fd;
 	int log_level; /* swtpm's 0..20 scale */
 	bool log_truncate;
@@ -93,7 +100,10 @@ struct vtpmd_opts {
 	char *filter;	  /* --filter: the command filter file (cmd_filter.h) */
 };
 
-/* argv[0] is the program, argv[1] "socket" or "passthrough". Returns 0, or -1 with err set. */
+/* argv[0] is the program, argv[1] "socket" or "passthrough". Returns 0, or -1 with err set.
+ * Reads two environment variables as swtpm does: TPM_PORT (the --server TCP port when
+ * neither port= nor -p gives one) and TPM_PATH (the state directory when --tpmstate is
+ * absent). */
 int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, size_t errlen);
 void vtpmd_opts_free(struct vtpmd_opts *o);
 

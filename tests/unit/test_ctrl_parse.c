@@ -206,6 +206,33 @@ static void test_envelope(void)
 	free(env);
 }
 
+/* swtpm state files before its envelope (v1) are the bare libtpms blob; vtpmd's import tells
+ * them from enveloped ones as swtpm does. */
+static void test_envelope_header_detection(void)
+{
+	static const uint8_t raw[] = {0x00, 0x02, 0xab, 0x36, 0x47, 0x23, 0x00, 0x01,
+				      0x00, 0x02, 0xc9, 0xea, 0x64, 0x31, 0x00, 0x01};
+	uint8_t *env = NULL, copy[64];
+	size_t env_len = 0;
+
+	unit_begin("envelope: a header is told from a header-less (swtpm v1) state file");
+	CHECK(blob_envelope_wrap(raw, sizeof(raw), 1, NULL, &env, &env_len) == 0);
+	CHECK(env && blob_envelope_has_header(env, env_len));
+	CHECK(!blob_envelope_has_header(raw, sizeof(raw))); /* swtpm's tests/data/tpm2state1 */
+	CHECK(!blob_envelope_has_header(env, 9));
+	CHECK(!blob_envelope_has_header(env, env_len - 1)); /* totlen must be the file size */
+	if (env && env_len <= sizeof(copy)) {
+		memcpy(copy, env, env_len);
+		copy[3] = 11; /* header size other than 10 */
+		CHECK(!blob_envelope_has_header(copy, env_len));
+		memcpy(copy, env, env_len);
+		copy[1] = 3; /* needs a newer reader */
+		CHECK(!blob_envelope_has_header(copy, env_len));
+	}
+	free(env);
+	unit_end();
+}
+
 static void test_sealed_envelope(void)
 {
 	static const uint8_t raw[] = "permanent state bytes";
@@ -288,6 +315,7 @@ int main(void)
 	test_padded_locality();
 	test_variable_bodies();
 	test_envelope();
+	test_envelope_header_detection();
 	test_sealed_envelope();
 	test_data_frames();
 	return unit_exit();

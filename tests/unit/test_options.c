@@ -7,9 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libtpms/tpm_library.h>
+
 #include "common/daemon.h"
 #include "common/sock.h"
 #include "unit.h"
+#include "vtpmd/capabilities.h"
 #include "vtpmd/options.h"
 #include "vtpmd/sandbox.h"
 #include "vtpmd/state_key.h"
@@ -103,7 +106,24 @@ static void test_refusals(void)
 	    {"--ctrl", "=x", "empty parameter name"},
 	    {"--server", "type=unixio,clientfd=3", "clientfd"},
 	    {"--server", "type=tcp,port=1,path=/x", "unixio"},
-	    {"--tpmstate", "backend-uri=file:///x", "only dir://"},
+	    {"--tpmstate", "backend-uri=nbd://x", "backend-uri 'nbd://x' is not supported"},
+	    {"--tpmstate", "backend-uri=file://", "file:// needs a path"},
+	    {"--tpmstate", "backend-uri=file:///x/", "names a directory"},
+	    {"--tpmstate", "backend-uri=file:///x/..", "names a directory"},
+	    {"--server", "type=tcp,port=1,ifname=", "ifname is empty"},
+	    {"--server", "type=tcp,port=1,bindaddr=", "bindaddr is empty"},
+	    {"--server", "type=unixio,path=/x,ifname=lo", "go with type=tcp"},
+	    {"--server", "port=12x", "--server port: '12x'"},
+	    {"--server", "type=tcp,port=65536", "--server port: 65536 is out of range"},
+	    {"--server", "disconnect", "needs port= or fd= (or -p PORT, or TPM_PORT"},
+	    {"--ctrl", "type=tcp,ifname=lo", "needs port= or fd="},
+	    {"--ctrl", "port=1", "type=unixio or type=tcp is required"},
+	    {"-p", "70000", "-p/--port: 70000 is out of range"},
+	    {"-p", "", "-p/--port: ''"},
+	    {"--port", "-1", "-p/--port: '-1'"},
+	    {"-f", "2", "-f/--fd: 2 is out of range (3 to 65535)"},
+	    {"--fd", "x", "-f/--fd: 'x'"},
+	    {"--log", "file=", "file is empty"},
 	    {"--tpmstate", "dir=/x,mode=999", "mode"},
 	    {"--key", "file=/k,fd=3", "exactly one"},
 	    {"--key", "file=/k,mode=aes-512-xts", "not supported"},
@@ -164,7 +184,8 @@ static void test_refusals(void)
 		vtpmd_opts_free(&o);
 		CHECK(parse(ARGC(no_chan), no_chan, &o, err) < 0 && strstr(err, "--ctrl"));
 		vtpmd_opts_free(&o);
-		CHECK(parse(ARGC(cuse), cuse, &o, err) < 0 && strstr(err, "cuse"));
+		CHECK(parse(ARGC(cuse), cuse, &o, err) < 0 && strstr(err, "cuse") &&
+		      strstr(err, "Unsupported TPM interface"));
 		vtpmd_opts_free(&o);
 		CHECK(parse(ARGC(stray), stray, &o, err) < 0 && strstr(err, "extra"));
 		vtpmd_opts_free(&o);
@@ -384,11 +405,237 @@ static void test_passthrough(void)
 	unit_end();
 }
 
+/* swtpm 0.7.1's forms beyond libvirt's: --server without type= (TCP), -p, -f, TPM_PORT,
+ * TPM_PATH, backend-uri=file://, --ctrl type=tcp,fd= (a listening socket). */
+static void test_swtpm_071_forms(void)
+{
+	char *tss[] = {"swtpm",
+		       "socket",
+		       "--tpm2",
+		       "--server",
+		       "port=2321",
+		       "--ctrl",
+		       "type=tcp,port=2322",
+		       "--flags",
+		       "not-need-init",
+		       "--tpmstate",
+		       "dir=/s",
+		       NULL};
+	char *v6[] = {"vtpmd",	"--tpm2",   "--tpmstate",
+		      "dir=/s", "--server", "type=tcp,port=7,bindaddr=::1,ifname=lo",
+		      NULL};
+	char *env_port[] = {"vtpmd",	"--tpm2",     "--tpmstate", "dir=/s",
+			    "--server", "disconnect", NULL};
+	char *p_only[] = {"vtpmd", "--tpm2", "--tpmstate",	   "dir=/s", "-p",
+			  "2321",  "--ctrl", "type=tcp,port=2322", NULL};
+	char *p_then_server[] = {"vtpmd", "--tpm2",   "--tpmstate", "dir=/s", "-p",
+				 "9",	  "--server", "type=tcp",   NULL};
+	char *server_then_p[] = {"vtpmd",	    "--tpm2", "--tpmstate", "dir=/s", "--server",
+				 "type=tcp,port=5", "--port", "6",	    NULL};
+	char *server_port_wins[] = {"vtpmd", "--tpm2",	 "--tpmstate", "dir=/s", "-p",
+				    "5",     "--server", "port=7",     NULL};
+	char *fd[] = {"vtpmd", "--tpm2", "--tpmstate", "dir=/s", "--fd", "5", NULL};
+	char *fd_and_server[] = {"vtpmd", "--tpm2",   "--tpmstate", "dir=/s", "-f",
+				 "5",	  "--server", "port=1",	    NULL};
+	char *ctrl_fd[] = {"vtpmd",  "--tpm2",	      "--tpmstate", "dir=/s",
+			   "--ctrl", "type=tcp,fd=7", NULL};
+	char *no_state[] = {"vtpmd", "--tpm2", "--ctrl", "type=tcp,port=1", NULL};
+	char *states_env[] = {"vtpmd", "--print-states", "--tpm2", NULL};
+	char *file_abs[] = {"vtpmd",	  "--tpm2",
+			    "--tpmstate", "backend-uri=file:///var/lib/x/tpm.img,mode=0640",
+			    "--ctrl",	  "type=tcp,port=1",
+			    NULL};
+	char *file_rel[] = {"vtpmd",  "--tpm2",		 "--tpmstate", "backend-uri=file://tpm.img",
+			    "--ctrl", "type=tcp,port=1", NULL};
+	char *file_root[] = {"vtpmd",  "--tpm2",	  "--tpmstate", "backend-uri=file:///tpm",
+			     "--ctrl", "type=tcp,port=1", NULL};
+	char *dir_wins[] = {
+	    "vtpmd",  "--tpm2",		 "--tpmstate", "dir=/d,backend-uri=file:///f",
+	    "--ctrl", "type=tcp,port=1", NULL};
+	char *file_then_dir[] = {"vtpmd",      "--tpm2",
+				 "--tpmstate", "backend-uri=file:///f",
+				 "--tpmstate", "backend-uri=dir:///d",
+				 "--ctrl",     "type=tcp,port=1",
+				 NULL};
+	char *log_off[] = {"vtpmd",	      "--tpm2", "--tpmstate",	   "dir=/s", "--ctrl",
+			   "type=tcp,port=1", "--log",	"file=-,level=20", NULL};
+	struct vtpmd_opts o;
+	char err[256];
+
+	unsetenv("TPM_PORT");
+	unsetenv("TPM_PATH");
+	unit_begin("options: --server port=N without type= is TCP on 127.0.0.1 (tpm2-tss/tools)");
+	CHECKF(parse(ARGC(tss), tss, &o, err) == 0, "%s", err);
+	CHECK(o.server.type == CHAN_TCP_PORT && o.server.port == 2321 &&
+	      strcmp(o.server.bindaddr, "127.0.0.1") == 0 && !o.server.disconnect);
+	CHECK(o.ctrl.type == CHAN_TCP_PORT && o.ctrl.port == 2322 && o.not_need_init);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(v6), v6, &o, err) == 0, "%s", err);
+	CHECK(o.server.type == CHAN_TCP_PORT && o.server.port == 7 &&
+	      strcmp(o.server.bindaddr, "::1") == 0);
+	vtpmd_opts_free(&o);
+	unit_end();
+
+	unit_begin("options: TPM_PORT is the --server port when port= and -p are absent");
+	setenv("TPM_PORT", "4000", 1);
+	CHECKF(parse(ARGC(env_port), env_port, &o, err) == 0, "%s", err);
+	CHECK(o.server.type == CHAN_TCP_PORT && o.server.port == 4000 && o.server.disconnect);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(tss), tss, &o, err) == 0 && o.server.port == 2321, "%s", err);
+	vtpmd_opts_free(&o);
+	setenv("TPM_PORT", "40x", 1);
+	CHECKF(parse(ARGC(env_port), env_port, &o, err) < 0 && strstr(err, "TPM_PORT") &&
+		   strstr(err, "'40x'"),
+	       "%s", err);
+	vtpmd_opts_free(&o);
+	setenv("TPM_PORT", "65536", 1);
+	CHECKF(parse(ARGC(env_port), env_port, &o, err) < 0 && strstr(err, "TPM_PORT") &&
+		   strstr(err, "out of range"),
+	       "%s", err);
+	vtpmd_opts_free(&o);
+	unsetenv("TPM_PORT");
+	unit_end();
+
+	unit_begin("options: -p PORT is --server type=tcp,port=PORT,disconnect; the last wins");
+	CHECKF(parse(ARGC(p_only), p_only, &o, err) == 0, "%s", err);
+	CHECK(o.server.type == CHAN_TCP_PORT && o.server.port == 2321 && o.server.disconnect);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(p_then_server), p_then_server, &o, err) == 0, "%s", err);
+	CHECK(o.server.type == CHAN_TCP_PORT && o.server.port == 9 && !o.server.disconnect);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(server_then_p), server_then_p, &o, err) == 0, "%s", err);
+	CHECK(o.server.type == CHAN_TCP_PORT && o.server.port == 6 && o.server.disconnect);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(server_port_wins), server_port_wins, &o, err) == 0, "%s", err);
+	CHECK(o.server.port == 7);
+	vtpmd_opts_free(&o);
+	unit_end();
+
+	unit_begin("options: -f/--fd N is a connected data socket; --ctrl type=tcp,fd= listens");
+	CHECKF(parse(ARGC(fd), fd, &o, err) == 0, "%s", err);
+	CHECK(o.server.type == CHAN_TCP_FD && o.server.fd == 5 && o.ctrl.type == CHAN_NONE);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(fd_and_server), fd_and_server, &o, err) < 0 &&
+		   strstr(err, "-f/--fd and --server exclude each other"),
+	       "%s", err);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(ctrl_fd), ctrl_fd, &o, err) == 0, "%s", err);
+	CHECK(o.ctrl.type == CHAN_TCP_LISTEN_FD && o.ctrl.fd == 7);
+	vtpmd_opts_free(&o);
+	unit_end();
+
+	unit_begin("options: TPM_PATH is the state directory when --tpmstate is absent");
+	CHECKF(parse(ARGC(no_state), no_state, &o, err) < 0 && strstr(err, "TPM_PATH"), "%s", err);
+	vtpmd_opts_free(&o);
+	setenv("TPM_PATH", "/var/lib/tpm", 1);
+	CHECKF(parse(ARGC(no_state), no_state, &o, err) == 0, "%s", err);
+	CHECK(o.state_dir && strcmp(o.state_dir, "/var/lib/tpm") == 0 && o.state_from_env &&
+	      !o.state_name);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(tss), tss, &o, err) == 0, "%s", err);
+	CHECK(strcmp(o.state_dir, "/s") == 0 && !o.state_from_env); /* --tpmstate wins */
+	vtpmd_opts_free(&o);
+	/* swtpm 0.7.1: --print-states wants --tpmstate itself */
+	CHECKF(parse(ARGC(states_env), states_env, &o, err) < 0 && strstr(err, "--tpmstate"), "%s",
+	       err);
+	vtpmd_opts_free(&o);
+	setenv("TPM_PATH", "", 1);
+	CHECKF(parse(ARGC(no_state), no_state, &o, err) < 0 && strstr(err, "TPM_PATH"), "%s", err);
+	vtpmd_opts_free(&o);
+	unsetenv("TPM_PATH");
+	unit_end();
+
+	unit_begin("options: --tpmstate backend-uri=file://PATH is one state file");
+	CHECKF(parse(ARGC(file_abs), file_abs, &o, err) == 0, "%s", err);
+	CHECK(strcmp(o.state_dir, "/var/lib/x") == 0 && o.state_name &&
+	      strcmp(o.state_name, "tpm.img") == 0 && o.state_mode == 0640);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(file_rel), file_rel, &o, err) == 0, "%s", err);
+	CHECK(strcmp(o.state_dir, ".") == 0 && strcmp(o.state_name, "tpm.img") == 0);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(file_root), file_root, &o, err) == 0, "%s", err);
+	CHECK(strcmp(o.state_dir, "/") == 0 && strcmp(o.state_name, "tpm") == 0);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(dir_wins), dir_wins, &o, err) == 0, "%s", err);
+	CHECK(strcmp(o.state_dir, "/d") == 0 && !o.state_name);
+	vtpmd_opts_free(&o);
+	CHECKF(parse(ARGC(file_then_dir), file_then_dir, &o, err) == 0, "%s", err);
+	CHECK(strcmp(o.state_dir, "/d") == 0 && !o.state_name);
+	vtpmd_opts_free(&o);
+	unit_end();
+
+	unit_begin("options: --log file=- turns logging off (swtpm)");
+	CHECKF(parse(ARGC(log_off), log_off, &o, err) == 0, "%s", err);
+	CHECK(o.log_off && !o.log_file && o.log_level == 20);
+	vtpmd_opts_free(&o);
+	unit_end();
+}
+
+/* --print-capabilities: swtpm 0.7.1's line; RSA key sizes from libtpms. */
+static void test_capabilities(void)
+{
+	static const char swtpm071[] =
+	    "{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", \"tpm-send-command-header\", "
+	    "\"flags-opt-startup\", \"cmdarg-seccomp\", \"cmdarg-key-fd\", \"cmdarg-pwd-fd\", "
+	    "\"cmdarg-print-states\", \"nvram-backend-dir\", \"nvram-backend-file\", "
+	    "\"rsa-keysize-1024\", \"rsa-keysize-2048\", \"rsa-keysize-3072\" ], \"version\": "
+	    "\"9.9\" }";
+	static const char *const bad[] = {
+	    "{\"RSAKeySizes\":[1024,2048",
+	    "{\"RSAKeySizes\":[1024,,2048]}",
+	    "{\"RSAKeySizes\":[1024,]}",
+	    "{\"RSAKeySizes\":[10x]}",
+	    "{\"RSAKeySizes\":[-1]}",
+	    "{\"RSAKeySizes\":[99999999999999999]}",
+	    "{\"RSAKeySizes\":[1,2,3,4,5,6,7,8,9]}",
+	};
+	uint32_t sizes[CAPS_MAX_RSA_SIZES];
+	char line[1024], err[256], *info;
+	size_t i;
+	int n;
+
+	unit_begin("caps: RSA key sizes are read from libtpms' feature list");
+	n = caps_rsa_key_sizes("{\"TPMFeatures\":{\"RSAKeySizes\":[1024,2048,3072],"
+			       "\"CamelliaKeySizes\":[128,256]}}",
+			       sizes, CAPS_MAX_RSA_SIZES, err, sizeof(err));
+	CHECKF(n == 3 && sizes[0] == 1024 && sizes[1] == 2048 && sizes[2] == 3072, "%d %s", n, err);
+	CHECK(caps_rsa_key_sizes("{}", sizes, CAPS_MAX_RSA_SIZES, err, sizeof(err)) == 0);
+	CHECK(caps_rsa_key_sizes(NULL, sizes, CAPS_MAX_RSA_SIZES, err, sizeof(err)) == 0);
+	CHECK(caps_rsa_key_sizes("{\"RSAKeySizes\":[]}", sizes, CAPS_MAX_RSA_SIZES, err,
+				 sizeof(err)) == 0);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECKF(caps_rsa_key_sizes(bad[i], sizes, CAPS_MAX_RSA_SIZES, err, sizeof(err)) <
+			       0 &&
+			   strstr(err, "libtpms info"),
+		       "'%s' accepted", bad[i]);
+	unit_end();
+
+	unit_begin("caps: the line is swtpm 0.7.1's, feature for feature, in its order");
+	CHECK(caps_json(line, sizeof(line), sizes, 0, "9.9") == 0);
+	sizes[0] = 1024, sizes[1] = 2048, sizes[2] = 3072;
+	CHECK(caps_json(line, sizeof(line), sizes, 3, "9.9") == 0);
+	CHECKF(strcmp(line, swtpm071) == 0, "%s", line);
+	CHECK(caps_json(line, 100, sizes, 3, "9.9") < 0);
+	unit_end();
+
+	unit_begin("caps: this libtpms supports RSA 3072 (swtpm_setup --rsa-keysize 3072)");
+	CHECK(TPMLIB_ChooseTPMVersion(TPMLIB_TPM_VERSION_2) == 0);
+	info = TPMLIB_GetInfo(TPMLIB_INFO_TPMFEATURES);
+	n = caps_rsa_key_sizes(info, sizes, CAPS_MAX_RSA_SIZES, err, sizeof(err));
+	CHECKF(n >= 2 && sizes[n - 1] == 3072, "libtpms says %s", info ? info : "(null)");
+	free(info);
+	unit_end();
+}
+
 int main(void)
 {
 	test_passthrough();
+	unsetenv("TPM_PORT");
+	unsetenv("TPM_PATH");
 	test_libvirt_forms();
 	test_refusals();
+	test_swtpm_071_forms();
+	test_capabilities();
 	test_sandbox_options();
 	test_file_paths();
 	test_loopback_only();

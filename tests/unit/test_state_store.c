@@ -397,6 +397,50 @@ out:
 	unit_end();
 }
 
+/* backend-uri=file://PATH: the state is a file of another name; only that name is used. */
+static void test_named_file(void)
+{
+	static const char *const bad[] = {"", "a/b", ".", ".."};
+	char *dir = make_tmpdir(), path[512];
+	struct state_store *ss = NULL;
+	struct state_slot_info info;
+	char err[ERRLEN] = "";
+	uint8_t *pl = gen_payload(7, 3000), *got = NULL;
+	struct stat st;
+	size_t n, i;
+
+	unit_begin("a state file of another name (file:// backend) is written and read back");
+	if (!CHECK(dir && pl))
+		goto out;
+	if (!CHECKF(state_store_open_named(&ss, dir, "vm1-tpm.img", key, 0600, NULL, err, ERRLEN) ==
+			0,
+		    "%s", err))
+		goto out;
+	CHECK(state_store_load(ss, NULL, &got, &n, &info, err, ERRLEN) == 1);
+	CHECKF(state_store_commit(ss, pl, 3000, &info, err, ERRLEN) == 0, "%s", err);
+	state_store_close(ss);
+	ss = NULL;
+	snprintf(path, sizeof(path), "%s/vm1-tpm.img", dir);
+	CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode) && count_entries(dir) == 1);
+	CHECK(state_store_open_named(&ss, dir, "vm1-tpm.img", key, 0600, NULL, err, ERRLEN) == 0);
+	CHECKF(ss && state_store_load(ss, NULL, &got, &n, &info, err, ERRLEN) == 0 && n == 3000 &&
+		   memcmp(got, pl, n) == 0,
+	       "%s", err);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct state_store *b = NULL;
+		CHECKF(state_store_open_named(&b, dir, bad[i], key, 0600, NULL, err, ERRLEN) ==
+			       STATE_ERR_IO &&
+			   !b && strstr(err, "is not a file name"),
+		       "name '%s': %s", bad[i], err);
+	}
+out:
+	free(got);
+	free(pl);
+	state_store_close(ss);
+	remove_dir(dir);
+	unit_end();
+}
+
 static void test_missing_dir(void)
 {
 	struct state_store *ss = NULL;
@@ -1134,6 +1178,7 @@ int main(void)
 	fault_reset();
 	test_fresh();
 	test_missing_dir();
+	test_named_file();
 	first_commit(key, "first commit (encrypted) creates a 0600 file; load returns it");
 	first_commit(NULL, "first commit (plain) creates a 0600 file; load returns it");
 	test_alternating();
