@@ -40,6 +40,9 @@ const char ctl_main_help[] =
     "  vtpm delete UUID [--yes]            delete a vTPM and destroy its key\n"
     "  start UUID --label LABEL --state-dir DIR [options] [-- VTPMD-OPTIONS]\n"
     "                                      register LABEL and start a managed vtpmd\n"
+    "  launch UUID --label LABEL --state-dir DIR [--kernel K ...] -- QEMU [ARGS]\n"
+    "                                      start a vtpmd paired with this QEMU, boot\n"
+    "                                      measured, run QEMU in the foreground\n"
     "  audit [--count N]                   show the newest audit log entries\n"
     "  help [COMMAND]                      print help for a command\n"
     "\n" CTL_HELP_GLOBAL "  -V, --version        print the version and exit\n"
@@ -427,9 +430,9 @@ static const struct {
 	int (*fn)(struct ctl *c, int argc, char **argv);
 	const char *help;
 } commands[] = {
-    {"host", cmd_host, ctl_host_help},	  {"group", cmd_group, ctl_group_help},
-    {"vtpm", cmd_vtpm, ctl_vtpm_help},	  {"start", cmd_start, ctl_start_help},
-    {"audit", cmd_audit, ctl_audit_help},
+    {"host", cmd_host, ctl_host_help},	     {"group", cmd_group, ctl_group_help},
+    {"vtpm", cmd_vtpm, ctl_vtpm_help},	     {"start", cmd_start, ctl_start_help},
+    {"launch", cmd_launch, ctl_launch_help}, {"audit", cmd_audit, ctl_audit_help},
 };
 
 static int cmd_help(struct ctl *c, int argc, char **argv)

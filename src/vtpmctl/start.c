@@ -94,7 +94,7 @@ static void forward_signal(int sig)
 	errno = saved;
 }
 
-static bool is_executable_file(const char *path)
+bool is_executable_file(const char *path)
 {
 	struct stat st;
 
@@ -102,7 +102,7 @@ static bool is_executable_file(const char *path)
 }
 
 /* Find vtpmd: next to our own executable, else in $PATH. */
-static int find_vtpmd(char *out, size_t cap)
+int find_vtpmd(char *out, size_t cap)
 {
 	char self[PATH_MAX];
 	const char *path, *p;
@@ -153,7 +153,7 @@ static const char *conflicting_option(char **extra, int nextra)
 	return NULL;
 }
 
-static void sleep_ms(long ms)
+void sleep_ms(long ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
 
@@ -161,7 +161,7 @@ static void sleep_ms(long ms)
 		;
 }
 
-static int describe_exit(int st, char *out, size_t cap)
+int describe_exit(int st, char *out, size_t cap)
 {
 	if (WIFEXITED(st)) {
 		snprintf(out, cap, "exited with status %d", WEXITSTATUS(st));
@@ -175,18 +175,6 @@ static int describe_exit(int st, char *out, size_t cap)
 	snprintf(out, cap, "ended with wait status 0x%x", st);
 	return EXIT_LOCAL;
 }
-
-struct start_args {
-	uint8_t uuid[16];
-	char uuid_text[37];
-	const char *label;
-	const char *state_dir;
-	const char *manager_socket;
-	char vtpmd[PATH_MAX];
-	bool wait;
-	char **extra;
-	int nextra;
-};
 
 /* The child: stop, wait to be registered and continued, exec vtpmd. Never returns. */
 static _Noreturn void child_run(const struct start_args *a, char **args, int errpipe, pid_t parent)
@@ -202,7 +190,7 @@ static _Noreturn void child_run(const struct start_args *a, char **args, int err
 	if (getppid() != parent)
 		_exit(127);
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (!a->wait) {
+	if (a->detach) {
 		(void)setsid();
 		if (devnull >= 0) {
 			(void)dup2(devnull, STDIN_FILENO);
@@ -247,7 +235,7 @@ static int print_started(struct ctl *c, const struct start_args *a, pid_t pid, b
 	return EXIT_OK;
 }
 
-static int launch(struct ctl *c, struct start_args *a)
+int vtpmd_spawn(struct ctl *c, const struct start_args *a, pid_t *out)
 {
 	char dirarg[PATH_MAX + 8], how[128], what[128];
 	struct mgr_builder b;
@@ -260,7 +248,7 @@ static int launch(struct ctl *c, struct start_args *a)
 	if (!args)
 		return ctl_fail(c, EXIT_LOCAL, -1, "out of memory");
 	n = 0;
-	args[n++] = a->vtpmd;
+	args[n++] = (char *)a->vtpmd;
 	args[n++] = (char *)"socket";
 	args[n++] = (char *)"--tpm2";
 	args[n++] = (char *)"--tpmstate";
@@ -268,7 +256,7 @@ static int launch(struct ctl *c, struct start_args *a)
 	args[n++] = (char *)"--manager";
 	args[n++] = (char *)a->manager_socket;
 	args[n++] = (char *)"--uuid";
-	args[n++] = a->uuid_text;
+	args[n++] = (char *)a->uuid_text;
 	for (i = 0; i < a->nextra; i++)
 		args[n++] = a->extra[i];
 	args[n] = NULL;
@@ -339,17 +327,6 @@ static int launch(struct ctl *c, struct start_args *a)
 		return rc;
 	}
 
-	if (a->wait) {
-		struct sigaction sa;
-		static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = forward_signal;
-		sigemptyset(&sa.sa_mask);
-		forward_pid = (sig_atomic_t)pid;
-		for (i = 0; i < (int)(sizeof(sigs) / sizeof(sigs[0])); i++)
-			sigaction(sigs[i], &sa, NULL);
-	}
 	kill(pid, SIGCONT);
 
 	/* EOF: exec succeeded (the pipe is close-on-exec); an int: exec's errno */
@@ -367,7 +344,31 @@ static int launch(struct ctl *c, struct start_args *a)
 		}
 		break;
 	}
+	*out = pid;
+	return EXIT_OK;
+}
 
+static int start_vtpmd(struct ctl *c, struct start_args *a)
+{
+	char how[128];
+	pid_t pid;
+	int rc, st, i;
+
+	if (a->wait) {
+		struct sigaction sa;
+		static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = forward_signal;
+		sigemptyset(&sa.sa_mask);
+		forward_pid = 0;
+		for (i = 0; i < (int)(sizeof(sigs) / sizeof(sigs[0])); i++)
+			sigaction(sigs[i], &sa, NULL);
+	}
+	rc = vtpmd_spawn(c, a, &pid);
+	if (rc)
+		return rc;
+	forward_pid = (sig_atomic_t)pid;
 	if (a->wait) {
 		int code;
 
@@ -516,5 +517,6 @@ int cmd_start(struct ctl *c, int argc, char **argv)
 				"cannot find vtpmd in vtpmctl's directory nor in $PATH (give "
 				"--vtpmd PATH)");
 	}
-	return launch(c, &a);
+	a.detach = !a.wait;
+	return start_vtpmd(c, &a);
 }

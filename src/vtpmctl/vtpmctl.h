@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "common/mgr_proto.h"
 
@@ -205,6 +206,34 @@ int cmd_host(struct ctl *c, int argc, char **argv);
 int cmd_group(struct ctl *c, int argc, char **argv);
 int cmd_vtpm(struct ctl *c, int argc, char **argv);
 int cmd_start(struct ctl *c, int argc, char **argv);
+int cmd_launch(struct ctl *c, int argc, char **argv);
+
+/* ---- starting a registered vtpmd (start.c; launch.c uses it too) ---- */
+
+struct start_args {
+	uint8_t uuid[16];
+	char uuid_text[37];
+	const char *label;
+	const char *state_dir;
+	const char *manager_socket;
+	char vtpmd[4096];
+	bool wait;   /* vtpmctl start --wait */
+	bool detach; /* vtpmd in its own session, stdin and stdout on /dev/null */
+	char **extra;
+	int nextra;
+};
+
+/* Connect to the manager, fork a child that stops itself, register a->label for its pid
+ * (and a->uuid: that pid may open no other vTPM), let it exec `vtpmd socket --tpm2
+ * --tpmstate dir=... --manager ... --uuid ... EXTRA`. *pid: the running vtpmd. An exit code
+ * (reported) on failure; the child is then reaped. */
+int vtpmd_spawn(struct ctl *c, const struct start_args *a, pid_t *pid);
+/* Find vtpmd next to vtpmctl's executable, else in $PATH. 0, or -1. */
+int find_vtpmd(char *out, size_t cap);
+bool is_executable_file(const char *path);
+/* A wait status in words (into out); returns the exit code it maps to (128+N for signal N). */
+int describe_exit(int st, char *out, size_t cap);
+void sleep_ms(long ms);
 int cmd_audit(struct ctl *c, int argc, char **argv);
 
 extern const char ctl_main_help[];
@@ -212,6 +241,7 @@ extern const char ctl_host_help[];
 extern const char ctl_group_help[];
 extern const char ctl_vtpm_help[];
 extern const char ctl_start_help[];
+extern const char ctl_launch_help[];
 extern const char ctl_audit_help[];
 /* The exit-status paragraph shared by every help text. */
 #define CTL_HELP_EXIT                                                                              \

@@ -38,6 +38,7 @@
 #include "vtpmd/engine.h"
 #include "vtpmd/manager_client.h"
 #include "vtpmd/measure.h"
+#include "vtpmd/pairing.h"
 #include "vtpmd/mgr_retry.h"
 #include "vtpmd/options.h"
 #include "vtpmd/passthrough.h"
@@ -76,6 +77,7 @@ struct vtpmd {
 	bool mgr_refused;	/* the manager does not take this instance back: stop */
 	struct sandbox_mem mem;
 	struct measure *measure; /* --measure-kernel */
+	struct pairing pair;	 /* --pair-pid */
 };
 
 static void usage(FILE *f)
@@ -156,6 +158,11 @@ static void usage(FILE *f)
 	    "  --measure-append CMDLINE   and then the digest of the kernel command line (the\n"
 	    "                             bytes of CMDLINE, as given to QEMU's -append) into PCR "
 	    "5\n"
+	    "  --pair-pid PID             serve only process PID (the QEMU vtpmctl launch "
+	    "starts):\n"
+	    "                             one control and one data connection for its life,\n"
+	    "                             every other attach refused; stop, state saved, when\n"
+	    "                             PID exits (unix sockets only)\n"
 	    "  --eventlog FILE            write those measurements as a TCG2 crypto-agile event\n"
 	    "                             log (tpm2_eventlog reads it)\n"
 
@@ -706,20 +713,41 @@ static void data_close(struct vtpmd *d)
 	d->dhave = 0;
 }
 
-enum { P_SIG, P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_MGR, P_N };
+enum { P_SIG, P_CTRL_LISTEN, P_CTRL, P_DATA_LISTEN, P_DATA, P_MGR, P_PAIR, P_N };
+
+/* Accept on a listening channel; paired, only the paired process's first connection. */
+static void accept_on(struct vtpmd *d, int listen_fd, int *conn_fd, const char *channel, bool *used)
+{
+	int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (conn < 0)
+		return;
+	if (d->pair.pid && !pairing_admit(&d->pair, conn, channel, used)) {
+		close(conn);
+		return;
+	}
+	if (*conn_fd >= 0) { /* paired: a refused extra connection never gets here */
+		close(conn);
+		return;
+	}
+	*conn_fd = conn;
+}
 
 static int run(struct vtpmd *d)
 {
 	struct pollfd p[P_N];
-	int conn;
 
 	for (;;) {
+		/* Paired, the listeners stay polled: every other attach is refused at once. */
 		p[P_SIG] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
-		p[P_CTRL_LISTEN] =
-		    (struct pollfd){.fd = d->ctrl_conn < 0 ? d->ctrl_listen : -1, .events = POLLIN};
+		p[P_CTRL_LISTEN] = (struct pollfd){
+		    .fd = d->ctrl_conn < 0 || d->pair.pid ? d->ctrl_listen : -1, .events = POLLIN};
 		p[P_CTRL] = (struct pollfd){.fd = d->ctrl_conn, .events = POLLIN};
-		p[P_DATA_LISTEN] = (struct pollfd){.fd = d->ctrl.data_fd < 0 ? d->data_listen : -1,
-						   .events = POLLIN};
+		p[P_DATA_LISTEN] =
+		    (struct pollfd){.fd = d->ctrl.data_fd < 0 || d->pair.pid ? d->data_listen : -1,
+				    .events = POLLIN};
+		p[P_PAIR] =
+		    (struct pollfd){.fd = d->pair.pid ? d->pair.pidfd : -1, .events = POLLIN};
 		p[P_DATA] = (struct pollfd){.fd = d->ctrl.data_fd, .events = POLLIN};
 		p[P_MGR] = (struct pollfd){.fd = mgr_client_fd(d->mgr), .events = POLLIN};
 		if (poll(p, P_N, mgr_client_retry_in(d->mgr)) < 0) {
@@ -732,6 +760,11 @@ static int run(struct vtpmd *d)
 			struct signalfd_siginfo si;
 			if (read(d->sig_fd, &si, sizeof(si)) == sizeof(si))
 				log_info("signal %u: shutting down", si.ssi_signo);
+			return 0;
+		}
+		if (p[P_PAIR].revents) {
+			log_info("the paired process %ld has exited: saving the state and stopping",
+				 (long)d->pair.pid);
 			return 0;
 		}
 		/* The manager went away (restart, upgrade, crash): keep serving; the next state
@@ -753,6 +786,11 @@ static int run(struct vtpmd *d)
 		if (p[P_CTRL].revents) {
 			if (ctrl_serve(d) < 0) {
 				close_fd(&d->ctrl_conn);
+				if (d->pair.pid) {
+					log_info("the paired process closed the control channel: "
+						 "saving the state and stopping");
+					return 0;
+				}
 				if (d->opts.ctrl.terminate || d->ctrl_from_clientfd) {
 					log_info("control client hung up: terminating");
 					return 0;
@@ -761,12 +799,10 @@ static int run(struct vtpmd *d)
 			if (d->ctrl.shutdown)
 				return 0;
 		}
-		if (p[P_CTRL_LISTEN].revents &&
-		    (conn = accept4(d->ctrl_listen, NULL, NULL, SOCK_CLOEXEC)) >= 0)
-			d->ctrl_conn = conn;
-		if (p[P_DATA_LISTEN].revents &&
-		    (conn = accept4(d->data_listen, NULL, NULL, SOCK_CLOEXEC)) >= 0)
-			d->ctrl.data_fd = conn;
+		if (p[P_CTRL_LISTEN].revents)
+			accept_on(d, d->ctrl_listen, &d->ctrl_conn, "control", &d->pair.ctrl_used);
+		if (p[P_DATA_LISTEN].revents)
+			accept_on(d, d->data_listen, &d->ctrl.data_fd, "data", &d->pair.data_used);
 	}
 }
 
@@ -815,6 +851,7 @@ static void cleanup(struct vtpmd *d)
 	if (d->store)
 		state_store_close(d->store);
 	measure_free(d->measure);
+	pairing_close(&d->pair);
 	mgr_client_close(d->mgr); /* after the engine's last commit was reported */
 	close_fd(&d->ctrl_conn);
 	close_fd(&d->ctrl_listen);
@@ -864,6 +901,10 @@ static int start(struct vtpmd *d)
 			return rc;
 		if (open_state(d) < 0)
 			return 1;
+	}
+	if (d->opts.pair_pid && pairing_open(&d->pair, d->opts.pair_pid, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		return 1;
 	}
 	if (d->opts.measure_kernel) {
 		if (measure_open(&d->measure, d->opts.measure_kernel, d->opts.measure_initrd,
@@ -975,6 +1016,7 @@ int main(int argc, char **argv)
 	d->mem = mem;
 	d->ctrl_listen = d->ctrl_conn = d->data_listen = d->lock_fd = d->sig_fd = d->ready_fd = -1;
 	d->ctrl.data_fd = -1;
+	d->pair.pidfd = -1;
 	if (vtpmd_parse_args(argc, argv, &d->opts, err, sizeof(err)) < 0) {
 		fprintf(stderr, "vtpmd: %s\n", err);
 		goto out;

@@ -591,6 +591,7 @@ enum {
 	OPT_MEASURE_INITRD,
 	OPT_MEASURE_APPEND,
 	OPT_EVENTLOG,
+	OPT_PAIR_PID,
 	OPT_MANAGER,
 	OPT_TPM2,
 	OPT_TCTI,
@@ -630,6 +631,7 @@ static const struct option long_opts[] = {
     {"measure-initrd", required_argument, NULL, OPT_MEASURE_INITRD},
     {"measure-append", required_argument, NULL, OPT_MEASURE_APPEND},
     {"eventlog", required_argument, NULL, OPT_EVENTLOG},
+    {"pair-pid", required_argument, NULL, OPT_PAIR_PID},
     {"tcti", required_argument, NULL, OPT_TCTI},
     {"filter", required_argument, NULL, OPT_FILTER},
     {"profile", required_argument, NULL, OPT_UNSUPPORTED},
@@ -678,6 +680,8 @@ static int check_passthrough(struct vtpmd_opts *o, char *err, size_t errlen)
 		return errmsg(err, errlen,
 			      "passthrough: --flags does not apply (the host TPM is started by the "
 			      "host)");
+	if (o->pair_pid)
+		return errmsg(err, errlen, "passthrough: --pair-pid is not supported");
 	if (o->measure_kernel || o->measure_initrd || o->measure_append || o->eventlog)
 		return errmsg(err, errlen,
 			      "passthrough: --measure-* and --eventlog do not apply (the host "
@@ -732,6 +736,16 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 			      "--manager and --key exclude each other: the manager gives the key");
 	if (o->allow_set_locality)
 		return errmsg(err, errlen, "--locality allow-set-locality is not supported");
+	if (o->pair_pid && o->ctrl.type != CHAN_UNIX_PATH && o->ctrl.type != CHAN_UNIX_FD)
+		return errmsg(
+		    err, errlen,
+		    "--pair-pid needs a listening unix control channel (--ctrl "
+		    "type=unixio,path=... or fd=...): only there is the peer's pid known");
+	if (o->pair_pid && o->server.type != CHAN_NONE && o->server.type != CHAN_UNIX_PATH &&
+	    o->server.type != CHAN_UNIX_FD)
+		return errmsg(err, errlen,
+			      "--pair-pid: the data channel must be a listening unix socket, or "
+			      "none (QEMU passes one with CMD_SET_DATAFD)");
 	if (!o->measure_kernel && (o->measure_initrd || o->measure_append || o->eventlog))
 		return errmsg(err, errlen,
 			      "--measure-initrd, --measure-append and --eventlog need "
@@ -865,6 +879,10 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			break;
 		case OPT_MEASURE_APPEND:
 			rc = dup_str(&o->measure_append, optarg, err, errlen);
+			break;
+		case OPT_PAIR_PID:
+			rc = parse_num_u32("--pair-pid", optarg, NUM_DEC, 1, INT32_MAX,
+					   &o->pair_pid, err, errlen);
 			break;
 		case OPT_EVENTLOG:
 			rc = parse_nonempty("--eventlog", "the event log file", optarg,

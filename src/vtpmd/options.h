@@ -95,9 +95,10 @@ struct vtpmd_opts {
 	char *measure_initrd;
 	char *measure_append;
 	char *eventlog;
-	bool passthrough; /* `vtpmd passthrough`: forward to a real TPM (passthrough.h) */
-	char *tcti;	  /* --tcti: the back end's tpm2-tss TCTI string */
-	char *filter;	  /* --filter: the command filter file (cmd_filter.h) */
+	uint32_t pair_pid; /* --pair-pid: serve only this process (pairing.h); 0: anyone */
+	bool passthrough;  /* `vtpmd passthrough`: forward to a real TPM (passthrough.h) */
+	char *tcti;	   /* --tcti: the back end's tpm2-tss TCTI string */
+	char *filter;	   /* --filter: the command filter file (cmd_filter.h) */
 };
 
 /* argv[0] is the program, argv[1] "socket" or "passthrough". Returns 0, or -1 with err set.

@@ -145,6 +145,8 @@ static void test_refusals(void)
 	    {"--measure-initrd", "/i", "need --measure-kernel"},
 	    {"--measure-append", "quiet", "need --measure-kernel"},
 	    {"--eventlog", "/x", "need --measure-kernel"},
+	    {"--pair-pid", "0", "--pair-pid"},
+	    {"--pair-pid", "12x", "--pair-pid"},
 	};
 	struct vtpmd_opts o;
 	char err[256];
