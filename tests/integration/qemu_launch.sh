@@ -21,7 +21,7 @@
 # Usage: [BUILD=build] bash tests/integration/qemu_launch.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-DEADLINE=150
+DEADLINE=240
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-60}
 CMD_TIMEOUT=15
 EXIT_TIMEOUT=20
@@ -35,20 +35,22 @@ for f in "$VTPMD" "$MGRD" "$CTL"; do
   [ -x "$f" ] || { t_fail build "$f is not an executable (run make first)"; t_done; }
 done
 REPLAY=$VTPM_TOP/tests/tools/tcg_replay.py
+OVMF_CODE=${OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
+OVMF_VARS=${OVMF_VARS:-/usr/share/OVMF/OVMF_VARS_4M.fd}
 
 T=$(t_tmpdir)
 chmod 755 "$T"
 A=$T/admin.sock I=$T/inst.sock STATE=$T/state
 export VTPM_ADMIN_SOCKET=$A
-QEMU_EXTRA_LOGS="$T/mgr.log $T/mgr.out $T/launch.err $T/launch2.err" # and vtpm-l.log
+QEMU_EXTRA_LOGS="$T/mgr.log $T/mgr.out $T/launch-*.err $T/launch2-*.err"
 
 lastline() { cat "$@" 2>/dev/null | tail -n 1; }
 ctl() {
   OUT=$(timeout 30 "$CTL" "$@" 2>&1 </dev/null)
   RC=$?
 }
-guest_says() { t_eq "$1" "$4" "$(guest_cmd ser-l "$QEMU_PID" "$2" "$3")"; }
-pcr() { guest_cmd ser-l "$QEMU_PID" "read $1" "^GUEST: pcr$1=" | sed "s/^GUEST: pcr$1=//"; }
+guest_says() { t_eq "$1" "$4" "$(guest_cmd "ser-$F" "$QEMU_PID" "$2" "$3")"; }
+pcr() { guest_cmd "ser-$F" "$QEMU_PID" "read $1" "^GUEST: pcr$1=" | sed "s/^GUEST: pcr$1=//"; }
 
 # --- usage errors: refused before anything starts (exit 1) ------------------------------------
 usage_refused() { # NAME NEEDLE ARGS...
@@ -95,17 +97,26 @@ UUID=$OUT
 mkdir -p "$STATE"
 _mark setup "$s"
 
+# launch_guest F: the launch checks, with firmware F (seabios or ovmf); check names F/...
+launch_guest() {
+local F=$1 i VPID QEMU_PID= LPID CTRL p4 p5 rc n n2 v0 v1 from k r c log VLOG_N0
+FW_ARGS=()
+if [ "$F" = ovmf ]; then
+  cp "$OVMF_VARS" "$T/ovmf-vars.fd"
+  FW_ARGS=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
+    -drive "if=pflash,format=raw,unit=1,file=$T/ovmf-vars.fd")
+fi
 # --- launch --------------------------------------------------------------------------------------
 s=$(_ms)
-open_pipe ser-l
-open_pipe qmp-l
+open_pipe ser-$F
+open_pipe qmp-$F
 TMPDIR=$T bg_start "$CTL" launch "$UUID" --label "$LABEL" --state-dir "$STATE" \
   --manager-socket "$I" --vtpmd "$VTPMD" --kernel "$KERNEL" --initrd "$INITRD" \
-  --append "$APPEND" --eventlog "$T/ev.bin" --log "$T/vtpm-l.log" -- \
+  --append "$APPEND" --eventlog "$T/ev-$F.bin" --log "$T/vtpm-$F.log" -- \
   qemu-system-x86_64 -machine q35 -accel tcg -smp 1 -m 256 -nodefaults -no-user-config \
-  -display none -chardev "pipe,id=ser0,path=$T/ser-l" -serial chardev:ser0 \
-  -chardev "pipe,id=qmp0,path=$T/qmp-l" -mon chardev=qmp0,mode=control \
-  </dev/null >"$T/launch.out" 2>"$T/launch.err"
+  -display none "${FW_ARGS[@]}" -chardev "pipe,id=ser0,path=$T/ser-$F" -serial chardev:ser0 \
+  -chardev "pipe,id=qmp0,path=$T/qmp-$F" -mon chardev=qmp0,mode=control \
+  </dev/null >"$T/launch-$F.out" 2>"$T/launch-$F.err"
 LPID=$BG_PID
 # QEMU is the launcher's child; its pid is vtpmd's --pair-pid
 for ((i = 0; i < 100; i++)); do
@@ -115,55 +126,55 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 if [ -z "${QEMU_PID:-}" ]; then
-  t_fail launch-start "no paired vtpmd appeared: $(lastline "$T/vtpm-l.log")"
-  _finish
+  t_fail "$F/launch-start" "no paired vtpmd appeared: $(lastline "$T/vtpm-$F.log")"
+  return
 fi
-qmp qmp-l "$QEMU_PID" qmp_capabilities >/dev/null
-if ! wait_line ser-l 0 '^GUEST: ready' "$BOOT_TIMEOUT" "$QEMU_PID" >/dev/null; then
-  t_fail launch-boot "no 'GUEST: ready' within ${BOOT_TIMEOUT}s: $(lastline "$T/vtpm-l.log")"
-  _finish
+qmp qmp-$F "$QEMU_PID" qmp_capabilities >/dev/null
+if ! wait_line ser-$F 0 '^GUEST: ready' "$BOOT_TIMEOUT" "$QEMU_PID" >/dev/null; then
+  t_fail "$F/launch-boot" "no 'GUEST: ready' within ${BOOT_TIMEOUT}s: $(lastline "$T/vtpm-$F.log")"
+  return
 fi
-t_eq launch-boot "GUEST: tpm=TPM2" "$(tr -d '\r' <"$T/ser-l.log" | grep -a -m 1 '^GUEST: tpm=')"
-_mark boot "$s"
+t_eq "$F/launch-boot" "GUEST: tpm=TPM2" "$(tr -d '\r' <"$T/ser-$F.log" | grep -a -m 1 '^GUEST: tpm=')"
+_mark "$F-boot" "$s"
 
 # --- PCR 4 and 5 against the two event logs --------------------------------------------------------
 check_pcrs() { # check_pcrs PREFIX
   local fw p4 p5 want
-  fw=$(guest_cmd ser-l "$QEMU_PID" eventlog '^GUEST: eventlog=' | sed 's/^GUEST: eventlog=//')
+  fw=$(guest_cmd ser-$F "$QEMU_PID" eventlog '^GUEST: eventlog=' | sed 's/^GUEST: eventlog=//')
   if [[ ! $fw =~ ^[0-9a-f]+$ ]]; then
     t_fail "$1pcr4" "no firmware event log from the guest: $fw"
     return
   fi
-  xxd -r -p <<<"$fw" >"$T/fw.bin"
+  xxd -r -p <<<"$fw" >"$T/fw-$F.bin"
   p4=$(pcr 4) p5=$(pcr 5)
-  if ! want=$(python3 "$REPLAY" --bank sha256 --pcrs 4,5 "$T/ev.bin" "$T/fw.bin" 2>&1); then
+  if ! want=$(python3 "$REPLAY" --bank sha256 --pcrs 4,5 "$T/ev-$F.bin" "$T/fw-$F.bin" 2>&1); then
     t_fail "$1pcr4" "replay: $want"
     return
   fi
-  echo "# ${1}PCR 4 $p4, PCR 5 $p5 (firmware log $(stat -c %s "$T/fw.bin") bytes)"
+  echo "# ${1}PCR 4 $p4, PCR 5 $p5 (firmware log $(stat -c %s "$T/fw-$F.bin") bytes)"
   t_eq "${1}pcr4" "$(sed -n 's/^4 //p' <<<"$want")" "$p4"
   t_eq "${1}pcr5" "$(sed -n 's/^5 //p' <<<"$want")" "$p5"
 }
-check_pcrs ""
+check_pcrs "$F/"
 k=$(sha256sum "$KERNEL" | cut -c1-64) r=$(sha256sum "$INITRD" | cut -c1-64)
 c=$(printf '%s' "$APPEND" | sha256sum | cut -c1-64)
-log=$(xxd -p "$T/ev.bin" | tr -d '\n')
+log=$(xxd -p "$T/ev-$F.bin" | tr -d '\n')
 if [[ $log == *"$k"* && $log == *"$r"* && $log == *"$c"* ]]; then
-  t_pass vtpmd-log-digests
+  t_pass "$F/vtpmd-log-digests"
 else
-  t_fail vtpmd-log-digests "vtpmd's event log lacks SHA-256 of the kernel, initrd or command line"
+  t_fail "$F/vtpmd-log-digests" "vtpmd's event log lacks SHA-256 of the kernel, initrd or command line"
 fi
 
 # --- attach refused -------------------------------------------------------------------------------
 CTRL=$(tr '\0' '\n' <"/proc/$VPID/cmdline" | sed -n 's/^type=unixio,path=\([^,]*\).*/\1/p' | head -n 1)
-VLOG_N0=$(grep -c 'refused a control connection' "$T/vtpm-l.log")
+VLOG_N0=$(grep -c 'refused a control connection' "$T/vtpm-$F.log")
 timeout 10 swtpm_ioctl --unix "$CTRL" -g >"$T/ioctl.out" 2>&1
 rc=$?
-n=$(grep -c 'refused a control connection' "$T/vtpm-l.log")
+n=$(grep -c 'refused a control connection' "$T/vtpm-$F.log")
 if [ $rc -ne 0 ] && [ "$n" -gt "$VLOG_N0" ]; then
-  t_pass "attach-refused-swtpm_ioctl (rc=$rc)"
+  t_pass "$F/attach-refused-swtpm_ioctl (rc=$rc)"
 else
-  t_fail attach-refused-swtpm_ioctl "rc=$rc, refusals logged $VLOG_N0 -> $n: $(cat "$T/ioctl.out")"
+  t_fail "$F/attach-refused-swtpm_ioctl" "rc=$rc, refusals logged $VLOG_N0 -> $n: $(cat "$T/ioctl.out")"
 fi
 python3 - "$CTRL" <<'PY' >"$T/attach.out" 2>&1
 import socket, struct, sys
@@ -176,55 +187,66 @@ try:
 except (BrokenPipeError, ConnectionResetError):
     print("closed")
 PY
-n2=$(grep -c 'refused a control connection' "$T/vtpm-l.log")
-t_eq attach-refused-other-process "closed $((n + 1))" "$(tail -n 1 "$T/attach.out") $n2"
-guest_says attach-guest-unaffected "read 16" '^GUEST: pcr16=' \
+n2=$(grep -c 'refused a control connection' "$T/vtpm-$F.log")
+t_eq "$F/attach-refused-other-process" "closed $((n + 1))" "$(tail -n 1 "$T/attach.out") $n2"
+guest_says "$F/attach-guest-unaffected" "read 16" '^GUEST: pcr16=' \
   "GUEST: pcr16=$(expected_extend "$(printf '%064d' 0)" "$DIGEST")"
 
 # --- a second launch of the same vTPM -------------------------------------------------------------
-mkdir -p "$T/state2"
+mkdir -p "$T/state2-$F"
 cp -a "$STATE/." "$T/state2/"
-TMPDIR=$T timeout 30 "$CTL" launch "$UUID" --label "$LABEL" --state-dir "$T/state2" \
-  --manager-socket "$I" --vtpmd "$VTPMD" -- /bin/sh -c 'echo QEMU-RAN >"$0"' "$T/second-ran" \
-  </dev/null >/dev/null 2>"$T/launch2.err"
+TMPDIR=$T timeout 30 "$CTL" launch "$UUID" --label "$LABEL" --state-dir "$T/state2-$F" \
+  --manager-socket "$I" --vtpmd "$VTPMD" -- /bin/sh -c 'echo QEMU-RAN >"$0"' "$T/second-ran-$F" \
+  </dev/null >/dev/null 2>"$T/launch2-$F.err"
 rc=$?
-if [ $rc -ne 0 ] && [ ! -e "$T/second-ran" ]; then
-  t_pass "second-launch-refused (rc=$rc: $(grep -v '^$' "$T/launch2.err" | tail -n 1 | cut -c1-100))"
+if [ $rc -ne 0 ] && [ ! -e "$T/second-ran-$F" ]; then
+  t_pass "$F/second-launch-refused (rc=$rc: $(grep -v '^$' "$T/launch2-$F.err" | tail -n 1 | cut -c1-100))"
 else
-  t_fail second-launch-refused "rc=$rc, its QEMU ran: $([ -e "$T/second-ran" ] && echo yes || echo no)"
+  t_fail "$F/second-launch-refused" "rc=$rc, its QEMU ran: $([ -e "$T/second-ran-$F" ] && echo yes || echo no)"
 fi
 
 # --- reboot: measured again, the same values ------------------------------------------------------
 s=$(_ms)
 p4=$(pcr 4) p5=$(pcr 5)
-from=$(lines ser-l)
-send ser-l reboot
-if wait_line ser-l "$from" '^GUEST: ready' "$BOOT_TIMEOUT" "$QEMU_PID" >/dev/null; then
-  t_eq reboot-pcr4-same "$p4" "$(pcr 4)"
-  t_eq reboot-pcr5-same "$p5" "$(pcr 5)"
-  check_pcrs reboot-
-  t_eq reboot-measured-twice 2 "$(grep -c 'measured boot: kernel into PCR 4' "$T/vtpm-l.log")"
+[[ $p4 =~ ^[0-9a-f]{64}$ && $p5 =~ ^[0-9a-f]{64}$ ]] || t_fail "$F/pcrs-read" "PCR 4 '$p4', PCR 5 '$p5'"
+from=$(lines ser-$F)
+send ser-$F reboot
+if wait_line ser-$F "$from" '^GUEST: ready' "$BOOT_TIMEOUT" "$QEMU_PID" >/dev/null; then
+  t_eq "$F/reboot-pcr4-same" "$p4" "$(pcr 4)"
+  t_eq "$F/reboot-pcr5-same" "$p5" "$(pcr 5)"
+  check_pcrs "$F/reboot-"
+  t_eq "$F/reboot-measured-twice" 2 "$(grep -c 'measured boot: kernel into PCR 4' "$T/vtpm-$F.log")"
 else
-  t_fail reboot "the guest did not come back within ${BOOT_TIMEOUT}s"
+  t_fail "$F/reboot" "the guest did not come back within ${BOOT_TIMEOUT}s"
 fi
-_mark reboot "$s"
+_mark "$F-reboot" "$s"
 
 # --- power off: QEMU, vtpmctl launch and vtpmd end; the state was saved ----------------------------
 ctl --json vtpm show "$UUID"
 v0=$(jq -r '.version // 0' <<<"$OUT" 2>/dev/null)
-send ser-l poweroff
+send ser-$F poweroff
 if wait_exit "$LPID" "$EXIT_TIMEOUT"; then
-  t_eq poweroff-launch-exit 0 "$EXIT_STATUS"
+  t_eq "$F/poweroff-launch-exit" 0 "$EXIT_STATUS"
 else
-  t_fail poweroff-launch-exit "vtpmctl launch still runs ${EXIT_TIMEOUT}s after poweroff"
+  t_fail "$F/poweroff-launch-exit" "vtpmctl launch still runs ${EXIT_TIMEOUT}s after poweroff"
 fi
 if [ -d "/proc/$VPID" ]; then
-  t_fail poweroff-vtpmd-stopped "vtpmd (pid $VPID) still runs"
+  t_fail "$F/poweroff-vtpmd-stopped" "vtpmd (pid $VPID) still runs"
 else
-  t_pass poweroff-vtpmd-stopped
+  t_pass "$F/poweroff-vtpmd-stopped"
 fi
 ctl --json vtpm show "$UUID"
 v1=$(jq -r '.version // 0' <<<"$OUT" 2>/dev/null)
-[ "${v1:-0}" -gt "${v0:-0}" ] 2>/dev/null && t_pass "poweroff-state-saved (version $v0 -> $v1)" ||
-  t_fail poweroff-state-saved "the manager's version did not grow: $v0 -> $v1"
+[ "${v1:-0}" -gt "${v0:-0}" ] 2>/dev/null && t_pass "$F/poweroff-state-saved (version $v0 -> $v1)" ||
+  t_fail "$F/poweroff-state-saved" "the manager's version did not grow: $v0 -> $v1"
+}
+
+launch_guest seabios
+if [ -r "$OVMF_CODE" ] && [ -r "$OVMF_VARS" ]; then
+  launch_guest ovmf
+elif [ "${CI:-}" = true ]; then
+  t_fail ovmf "$OVMF_CODE is missing (package ovmf; scripts/deps installs it)"
+else
+  t_skip ovmf "$OVMF_CODE is missing on this machine (package ovmf)"
+fi
 _finish
