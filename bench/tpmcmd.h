@@ -23,6 +23,7 @@
 #define TPM2_CC_GET_RANDOM 0x0000017Bu
 #define TPM2_CC_HASH	   0x0000017Du
 #define TPM2_CC_PCR_EXTEND 0x00000182u
+#define TPM2_CC_PCR_READ   0x0000017Eu
 #define TPM_ALG_SHA256	   0x000Bu
 #define TPM_SU_CLEAR	   0x0000u
 #define TPM_RH_OWNER	   0x40000001u
@@ -46,11 +47,21 @@
 #define TPMCMD_MAX	   256u /* every command built here fits */
 #define TPM_RSP_HEADER	   10u
 
-enum bench_cmd { CMD_GETRANDOM, CMD_EXTEND, CMD_HASH, CMD_NVWRITE, CMD_STARTUP, CMD_NONE };
+enum bench_cmd {
+	CMD_GETRANDOM,
+	CMD_EXTEND,
+	CMD_HASH,
+	CMD_NVWRITE,
+	CMD_STARTUP,
+	CMD_PCRREAD,
+	CMD_NONE
+};
 
-static const char *const bench_cmd_names[] = {"getrandom", "extend", "hash", "nvwrite", "startup"};
-static const char *const bench_cmd_tpmname[] = {"TPM2_GetRandom", "TPM2_PCR_Extend", "TPM2_Hash",
-						"TPM2_NV_Write", "TPM2_Startup"};
+static const char *const bench_cmd_names[] = {"getrandom", "extend",  "hash",
+					      "nvwrite",   "startup", "pcrread"};
+static const char *const bench_cmd_tpmname[] = {"TPM2_GetRandom", "TPM2_PCR_Extend",
+						"TPM2_Hash",	  "TPM2_NV_Write",
+						"TPM2_Startup",	  "TPM2_PCR_Read"};
 
 static inline enum bench_cmd bench_cmd_parse(const char *s)
 {
@@ -168,6 +179,20 @@ static inline size_t tpm2_hash(struct tbuf *t, uint16_t bytes, uint8_t fill)
 	return tb_end(t);
 }
 
+/* TPM2_PCR_Read of one PCR in the SHA-256 bank. Response: header, pcrUpdateCounter,
+ * TPML_PCR_SELECTION {count 1, sha256, sizeofSelect 3, 3 bytes}, TPML_DIGEST {count 1,
+ * TPM2B_DIGEST of 32 bytes}. */
+static inline size_t tpm2_pcr_read(struct tbuf *t, uint32_t pcr)
+{
+	tb_begin(t, TPM_ST_NO_SESSIONS, TPM2_CC_PCR_READ);
+	tb_u32(t, 1); /* TPML_PCR_SELECTION.count */
+	tb_u16(t, TPM_ALG_SHA256);
+	tb_u8(t, 3); /* sizeofSelect: PCRs 0-23 */
+	for (uint32_t i = 0; i < 3; i++)
+		tb_u8(t, (uint8_t)(pcr / 8 == i ? 1u << (pcr % 8) : 0));
+	return tb_end(t);
+}
+
 /* TPM2_NV_DefineSpace(TPM_RH_OWNER) with owner auth (empty password on a fresh TPM):
  * an ordinary index, sha256 name, read/write by owner or by the index's (empty) auth.
  * Response: as for PCR_Extend. */
@@ -226,6 +251,9 @@ static inline size_t bench_build(enum bench_cmd c, struct tbuf *t, struct tpm_ex
 	case CMD_STARTUP:
 		*e = (struct tpm_expect){TPM_ST_NO_SESSIONS, 10};
 		return tpm2_startup_clear(t);
+	case CMD_PCRREAD:
+		*e = (struct tpm_expect){TPM_ST_NO_SESSIONS, 10 + 4 + 10 + 4 + 2 + 32};
+		return tpm2_pcr_read(t, BENCH_PCR);
 	case CMD_NONE:
 		break;
 	}

@@ -9,6 +9,7 @@
  *   hash       TPM2_Hash(32 bytes, sha256, TPM_RH_NULL)
  *   nvwrite    TPM2_NV_DefineSpace of a 64-byte ordinary index once (owner auth), then
  *              TPM2_NV_Write of 64 bytes (TPM_RC_NV_DEFINED from the define is accepted)
+ *   pcrread    TPM2_PCR_Read(PCR 16, sha256)
  *   startup    TPM2_Startup(CLEAR) once; TPM_RC_INITIALIZE counts as success
  *   getcap     no data channel: TARGET is the *control* socket; send CMD_GET_CAPABILITY once
  * Options:
@@ -246,7 +247,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: %s [-t SECONDS] [-p CPU] [-w MS] [-W N] [-T SECONDS] [-c CTRL [-i]] [-q] "
-		"TARGET {getrandom|extend|hash|nvwrite|startup|getcap}\n",
+		"TARGET {getrandom|extend|hash|pcrread|nvwrite|startup|getcap}\n",
 		prog);
 	exit(2);
 }
