@@ -15,6 +15,7 @@ int seccomp_bpf_load(const struct sock_filter *prog, size_t n, uint32_t placehol
 	struct sock_filter insns[SECCOMP_BPF_MAX_INSNS];
 	struct sock_fprog fprog = {.len = (unsigned short)n, .filter = insns};
 	size_t i, patched = 0;
+	long rc;
 
 	if (n == 0 || n > SECCOMP_BPF_MAX_INSNS)
 		return errmsg(err, errlen,
@@ -36,7 +37,12 @@ int seccomp_bpf_load(const struct sock_filter *prog, size_t n, uint32_t placehol
 	 * it an unprivileged process may not load a filter. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return errmsg(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) < 0)
+	/* TSYNC: every thread of the process takes it, not only this one (vtpmd's measurement
+	 * thread may still be hashing). */
+	rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
+	if (rc < 0)
 		return errmsg(err, errlen, "seccomp(SECCOMP_SET_MODE_FILTER): %s", strerror(errno));
+	if (rc > 0)
+		return errmsg(err, errlen, "seccomp: thread %ld cannot take the filter", rc);
 	return 0;
 }

@@ -698,6 +698,9 @@ static int data_serve(struct vtpmd *d)
 		}
 		if (data_respond(d, &f, rsp, rsp_len) < 0)
 			return -1;
+		/* f.cmd_len >= 10 and rsp_len >= 10 (data_frame_parse, the engine's answers) */
+		log_debug("TPM command 0x%08x answered 0x%08x", be32_get(d->dbuf + f.cmd_off + 6),
+			  rsp_len >= 10 ? be32_get(rsp + 6) : 0);
 		memmove(d->dbuf, d->dbuf + f.total, d->dhave - f.total);
 		d->dhave -= f.total;
 		if (d->opts.server.disconnect)

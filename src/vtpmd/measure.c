@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,16 @@ struct bank {
 	TPMU_HA digest[NITEMS];
 };
 
+/* Hashed ahead, in a thread started with vtpmd, while QEMU and its firmware start: the
+ * banks of libtpms's default allocation. Another bank is hashed when a boot needs it. */
+static const TPMI_ALG_HASH ahead[] = {TPM2_ALG_SHA256, TPM2_ALG_SHA384, TPM2_ALG_SHA1,
+				      TPM2_ALG_SHA512};
+
 struct measure {
+	pthread_t thread; /* hashes the ahead[] banks; joined before the first measurement */
+	bool thread_running;
+	bool thread_failed;
+	char thread_err[256];
 	int fd[ITEM_CMDLINE]; /* kernel, initrd (-1: none) */
 	char *append;	      /* NULL: none */
 	char *log_dir, *log_name;
@@ -36,6 +46,8 @@ struct measure {
 	uint8_t *logged; /* the log as last written */
 	size_t logged_len;
 };
+
+static void *hash_ahead(void *arg);
 
 static const char *const item_name[NITEMS] = {"kernel", "initrd", "kernel command line"};
 
@@ -96,6 +108,9 @@ int measure_open(struct measure **out, const char *kernel, const char *initrd, c
 		errmsg(err, errlen, "--eventlog %s: not a file name", eventlog);
 		goto fail;
 	}
+	/* Hash while QEMU starts, so the firmware's Startup does not wait for it. A thread that
+	 * cannot start is not an error: the first boot hashes then. */
+	m->thread_running = pthread_create(&m->thread, NULL, hash_ahead, m) == 0;
 	*out = m;
 	return 0;
 fail:
@@ -109,6 +124,8 @@ void measure_free(struct measure *m)
 
 	if (!m)
 		return;
+	if (m->thread_running)
+		pthread_join(m->thread, NULL);
 	for (i = 0; i < ITEM_CMDLINE; i++)
 		if (m->fd[i] >= 0)
 			close(m->fd[i]);
@@ -168,29 +185,31 @@ out:
 	return rc;
 }
 
-/* The digests of every item in the banks of sel, computed once per bank for vtpmd's life
- * (the inputs stay open and are not expected to change). */
-static int hash_banks(struct measure *m, const TPML_PCR_SELECTION *sel, char *err, size_t errlen)
+/* The digests of every item in the banks algs[0..nalgs) not hashed yet, computed once per
+ * bank for vtpmd's life (what was opened at start is what is hashed: the launcher's sealed
+ * copies cannot change). */
+static int hash_new_banks(struct measure *m, const TPMI_ALG_HASH *algs, size_t nalgs, char *err,
+			  size_t errlen)
 {
 	struct bank *todo[TPM2_NUM_PCR_BANKS];
 	size_t i, j, n = 0;
 
-	for (i = 0; i < sel->count && i < TPM2_NUM_PCR_BANKS; i++) {
+	for (i = 0; i < nalgs && i < TPM2_NUM_PCR_BANKS; i++) {
 		struct bank *b = NULL;
 
 		for (j = 0; j < m->nbank; j++)
-			if (m->bank[j].alg == sel->pcrSelections[i].hash)
+			if (m->bank[j].alg == algs[i])
 				b = &m->bank[j];
 		if (b)
 			continue;
-		if (!md_name(sel->pcrSelections[i].hash) || m->nbank == TPM2_NUM_PCR_BANKS)
+		if (!md_name(algs[i]) || m->nbank == TPM2_NUM_PCR_BANKS)
 			return errmsg(err, errlen,
 				      "PCR bank of hash algorithm 0x%04x: vtpmd cannot measure "
 				      "into it",
-				      sel->pcrSelections[i].hash);
+				      algs[i]);
 		b = &m->bank[m->nbank++];
 		memset(b, 0, sizeof(*b));
-		b->alg = sel->pcrSelections[i].hash;
+		b->alg = algs[i];
 		todo[n++] = b;
 	}
 	if (n == 0)
@@ -213,6 +232,38 @@ static int hash_banks(struct measure *m, const TPML_PCR_SELECTION *sel, char *er
 fail:
 	m->nbank -= n; /* those banks were not hashed: again at the next boot */
 	return -1;
+}
+
+static int hash_banks(struct measure *m, const TPML_PCR_SELECTION *sel, char *err, size_t errlen)
+{
+	TPMI_ALG_HASH algs[TPM2_NUM_PCR_BANKS];
+	size_t i;
+
+	for (i = 0; i < sel->count && i < TPM2_NUM_PCR_BANKS; i++)
+		algs[i] = sel->pcrSelections[i].hash;
+	return hash_new_banks(m, algs, i, err, errlen);
+}
+
+static void *hash_ahead(void *arg)
+{
+	struct measure *m = arg;
+
+	if (hash_new_banks(m, ahead, sizeof(ahead) / sizeof(ahead[0]), m->thread_err,
+			   sizeof(m->thread_err)) < 0)
+		m->thread_failed = true;
+	return NULL;
+}
+
+/* The thread's banks are the measurement's from here on. */
+static int join_ahead(struct measure *m, char *err, size_t errlen)
+{
+	if (!m->thread_running)
+		return 0;
+	pthread_join(m->thread, NULL);
+	m->thread_running = false;
+	if (m->thread_failed)
+		return errmsg(err, errlen, "%s", m->thread_err);
+	return 0;
 }
 
 /* The digests of item it in the banks of sel, in its order. */
@@ -317,7 +368,7 @@ int measure_boot(struct measure *m, struct engine *e, char *err, size_t errlen)
 		return errmsg(err, errlen, "cannot read the TPM's PCR banks (TPM answered 0x%x)",
 			      tpm_rsp_rc(rsp, rsp_len));
 	allocated(&all, &sel);
-	if (hash_banks(m, &sel, err, errlen) < 0)
+	if (join_ahead(m, err, errlen) < 0 || hash_banks(m, &sel, err, errlen) < 0)
 		return -1;
 	for (len = 0; len < NITEMS; len++)
 		digests_of(m, &sel, (enum item)len, &d[len]);

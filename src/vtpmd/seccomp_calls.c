@@ -82,6 +82,10 @@ const char *const vtpmd_seccomp_calls[] = {
     "uname",
     "sysinfo",
     "sched_yield",
+    /* a new thread's first calls in glibc (the measurement thread may be scheduled only
+     * after the filter is loaded): its robust futex list and restartable sequences */
+    "set_robust_list",
+    "rseq",
     /* the end */
     "exit",
     "exit_group",
