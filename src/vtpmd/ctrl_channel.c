@@ -167,11 +167,22 @@ static void ctrl_get_stateblob(struct ctrl_ctx *cx, const struct ctrl_req *req,
 	uint8_t *raw = NULL, *env = NULL;
 	uint32_t raw_len = 0, res;
 	size_t env_len = 0, off = req->u.get_blob.offset, n;
+	bool inner_encrypted = false;
 
 	res = engine_get_blob(cx->engine, req->u.get_blob.type, &raw, &raw_len);
-	if (res == RES_SUCCESS && blob_envelope_wrap(raw, raw_len, req->u.get_blob.type,
-						     cx->migration_key, &env, &env_len) < 0)
+	if (res == RES_SUCCESS && cx->sw_blobs) {
+		/* swtpm's format: what swtpm would answer with the same keys
+		 * (docs/swtpm-formats.md) so the blob loads into swtpm as well as into vtpmd */
+		bool decrypted = req->u.get_blob.flags & PTM_STATE_FLAG_DECRYPTED;
+
+		if (swtpm_blob_encode(raw, raw_len, decrypted ? NULL : cx->sw_file_key,
+				      cx->sw_mig_key, &env, &env_len, &inner_encrypted) != SWF_OK)
+			res = RES_FAIL;
+	} else if (res == RES_SUCCESS &&
+		   blob_envelope_wrap(raw, raw_len, req->u.get_blob.type, cx->migration_key, &env,
+				      &env_len) < 0) {
 		res = RES_FAIL;
+	}
 	if (raw) {
 		OPENSSL_cleanse(raw, raw_len);
 		free(raw);
@@ -193,7 +204,8 @@ static void ctrl_get_stateblob(struct ctrl_ctx *cx, const struct ctrl_req *req,
 		goto out;
 	}
 	be32_put(resp->big, RES_SUCCESS);
-	be32_put(resp->big + 4, 0); /* state_flags: never sealed with the state-file key */
+	/* state_flags: ENCRYPTED when the inner data are sealed with swtpm's file key */
+	be32_put(resp->big + 4, inner_encrypted ? PTM_STATE_FLAG_ENCRYPTED : 0);
 	be32_put(resp->big + 8, (uint32_t)n);
 	be32_put(resp->big + 12, (uint32_t)n);
 	memcpy(resp->big + 16, env + off, n);
@@ -207,15 +219,28 @@ out:
 
 static uint32_t ctrl_set_stateblob(struct ctrl_ctx *cx, const struct ctrl_req *req)
 {
+	bool req_encrypted = req->u.set_blob.flags & PTM_STATE_FLAG_ENCRYPTED;
 	uint8_t *raw = NULL;
 	size_t raw_len = 0;
 	uint32_t res;
 
 	if (engine_running(cx->engine))
 		return RES_BAD_ORDINAL;
-	if (req->u.set_blob.flags & PTM_STATE_FLAG_ENCRYPTED)
-		return RES_KEYNOTFOUND; /* blobs encrypted with another emulator's file key */
-	if (req->data_len) {
+	if (req->data_len && swtpm_blob_is_swtpm_sealed(req->data, req->data_len, req_encrypted)) {
+		/* swtpm's migration-key or file-key encryption (docs/swtpm-formats.md) */
+		char err[256];
+		int rc = swtpm_blob_decode(req->data, req->data_len, req_encrypted, cx->sw_file_key,
+					   cx->sw_mig_key, &raw, &raw_len, err, sizeof(err));
+
+		if (rc != SWF_OK) {
+			log_warnx("CMD_SET_STATEBLOB (type %u) refused: %s", req->u.set_blob.type,
+				  err);
+			return swtpm_fmt_res(rc);
+		}
+	} else if (req_encrypted) {
+		return RES_KEYNOTFOUND;
+	} else if (req->data_len) {
+		/* plain blobs (the same in both formats) and vtpmd's own sealed envelope */
 		res = blob_envelope_unwrap(req->data, req->data_len, req->u.set_blob.type,
 					   cx->migration_key, &raw, &raw_len);
 		if (res != RES_SUCCESS)

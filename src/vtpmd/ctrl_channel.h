@@ -16,6 +16,7 @@
 #include "vtpmd/ctrl_proto.h"
 #include "vtpmd/engine.h"
 #include "vtpmd/passthrough.h"
+#include "vtpmd/swtpm_format.h"
 
 struct ctrl_req {
 	uint32_t code;
@@ -58,8 +59,12 @@ struct ctrl_ctx {
 	int data_fd;		      /* current data channel fd, -1 if none; SET_DATAFD sets it */
 	bool file_key;		      /* --key in use (GET_CONFIG) */
 	const uint8_t *migration_key; /* 32 bytes with --migration-key, else NULL */
-	bool reject_locality4;	      /* --locality reject-locality-4 */
-	bool shutdown;		      /* set by CMD_SHUTDOWN: exit after answering */
+	/* swtpm 0.7.1's raw keys from --key / --migration-key (swtpm_format.h), NULL if none */
+	const struct swtpm_key *sw_file_key;
+	const struct swtpm_key *sw_mig_key;
+	bool sw_blobs; /* GET_STATEBLOB answers in swtpm's format (standalone, not managed) */
+	bool reject_locality4; /* --locality reject-locality-4 */
+	bool shutdown;	       /* set by CMD_SHUTDOWN: exit after answering */
 };
 
 struct ctrl_resp {

@@ -23,13 +23,13 @@
 #include <libtpms/tpm_library.h>
 #include <openssl/crypto.h>
 
+#include "common/atomic_file.h"
 #include "common/cursor.h"
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/mgr_proto.h"
 #include "common/sock.h"
 #include "common/state_store.h"
-#include "vtpmd/blob_envelope.h"
 #include "vtpmd/cmd_filter.h"
 #include "vtpmd/capabilities.h"
 #include "vtpmd/ctrl_channel.h"
@@ -44,6 +44,7 @@
 #include "vtpmd/passthrough.h"
 #include "vtpmd/sandbox.h"
 #include "vtpmd/state_key.h"
+#include "vtpmd/swtpm_format.h"
 
 #define VTPMD_VERSION "0.1.0"
 /* How long the rest of a request may take once its first byte arrived (swtpm: 500 ms). */
@@ -72,7 +73,12 @@ struct vtpmd {
 	uint8_t obuf[DATA_BUF_LEN + 8];
 	uint8_t retry_rsp[TPM_HEADER_LEN];
 	uint8_t migration_key[32];
-	uint8_t state_key[32];	/* only while the state is opened */
+	uint8_t state_key[32]; /* only while the state is opened */
+	/* swtpm 0.7.1's raw keys from the same --key / --migration-key (swtpm_format.h): for
+	 * swtpm's state files and migration blobs */
+	struct swtpm_key sw_file_key;
+	struct swtpm_key sw_mig_key;
+	char sw_key_note[128];	/* why --key gives no swtpm key (not secret) */
 	struct mgr_client *mgr; /* managed mode: our open vTPM at vtpmmgrd */
 	bool mgr_refused;	/* the manager does not take this instance back: stop */
 	struct sandbox_mem mem;
@@ -87,6 +93,7 @@ static void usage(FILE *f)
 	    "Usage: vtpmd socket --tpm2 --tpmstate dir=DIR [--ctrl ...] [--server ...] [options]\n"
 	    "       vtpmd passthrough --tcti TCTI --filter FILE [--ctrl ...] [--server ...] "
 	    "[options]\n"
+	    "       vtpmd export-swtpm --tpmstate dir=DIR [--key ...] --out DIR2\n"
 	    "\n"
 	    "vtpmd runs one virtual TPM 2.0 (libtpms) and serves it with swtpm's control and\n"
 	    "data channel protocol, so QEMU's -tpmdev emulator, libvirt and swtpm_ioctl use it as\n"
@@ -122,7 +129,9 @@ static void usage(FILE *f)
 	    "\n"
 	    "                             encrypt the state file; the key (16 or 32 bytes, as "
 	    "mode\n"
-	    "                             says) or passphrase derives an AES-256-GCM key\n"
+	    "                             says) or passphrase derives an AES-256-GCM key. The\n"
+	    "                             same --key opens swtpm's encrypted state files found\n"
+	    "                             in DIR (imported once, when DIR has no vtpmd state)\n"
 	    "  --flags "
 	    "not-need-init[,startup-clear|startup-state|startup-deactivated|startup-none]\n"
 	    "                             initialise the TPM at start (no CMD_INIT needed) and\n"
@@ -176,7 +185,15 @@ static void usage(FILE *f)
 	    "\n"
 	    "  --migration-key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,...as --key]\n"
 	    "                             seal the state blobs QEMU carries in its migration\n"
-	    "                             stream (AES-256-GCM; vtpmd to vtpmd only)\n"
+	    "                             stream in swtpm's format (AES-CBC + HMAC-SHA256), so\n"
+	    "                             they move to and from swtpm with the same key; vtpmd's\n"
+	    "                             own AES-256-GCM envelope is still read\n"
+	    "\n"
+	    "export-swtpm writes the state in --tpmstate as swtpm 0.7.1's files\n"
+	    "(tpm2-00.permall, tpm2-00.volatilestate) in --out DIR2, encrypted as swtpm reads the\n"
+	    "same --key, so 'swtpm socket --tpmstate dir=DIR2 [--key ...]' starts the same TPM.\n"
+	    "It takes the state directory's lock (stop vtpmd first) and never overwrites swtpm\n"
+	    "state in DIR2.\n"
 	    "\n"
 	    "Unix sockets made from path= have mode 0600 unless mode= says otherwise (the umask\n"
 	    "plays no part). The log, pid and lock files are never opened through a symbolic\n"
@@ -310,31 +327,18 @@ static int lock_state_dir(struct vtpmd *d)
 	return 0;
 }
 
-/* The libtpms blob in one swtpm state file: in swtpm's envelope, or (files written before
- * swtpm had one, which swtpm still reads) the whole file. */
-static int import_unwrap(const uint8_t *buf, size_t len, uint32_t type, uint8_t **raw,
-			 size_t *raw_len)
-{
-	if (blob_envelope_has_header(buf, len))
-		return blob_envelope_unwrap(buf, len, type, NULL, raw, raw_len) == RES_SUCCESS ? 0
-											       : -1;
-	*raw = malloc(len);
-	if (!*raw)
-		return -1;
-	memcpy(*raw, buf, len);
-	*raw_len = len;
-	return 0;
-}
-
-/* swtpm's state files in the directory and no vtpmd state: bring them over once. */
+/* swtpm's state files in the directory and no vtpmd state: bring them over once, plain or
+ * encrypted with swtpm's --key (swtpm_format.h). Nothing is written here: the blobs are
+ * staged and become vtpmd's state at the first TPM init; a file that does not open stops
+ * vtpmd with the reason, and the files are left as they are. */
 static int import_swtpm_state(struct vtpmd *d)
 {
 	static const struct {
 		const char *name;
 		uint32_t type;
-	} files[] = {{"tpm2-00.permall", PTM_BLOB_TYPE_PERMANENT},
-		     {"tpm2-00.volatilestate", PTM_BLOB_TYPE_VOLATILE}};
-	char path[4096];
+	} files[] = {{SWTPM_PERMALL_NAME, PTM_BLOB_TYPE_PERMANENT},
+		     {SWTPM_VOLATILE_NAME, PTM_BLOB_TYPE_VOLATILE}};
+	char path[4096], why[512];
 	size_t i;
 
 	if (state_store_version(d->store) != 0 || d->opts.state_name)
@@ -344,13 +348,14 @@ static int import_swtpm_state(struct vtpmd *d)
 		size_t raw_len = 0;
 		struct stat st;
 		ssize_t n;
-		int fd;
+		int fd, rc;
 
 		snprintf(path, sizeof(path), "%s/%s", d->opts.state_dir, files[i].name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0)
 			continue;
-		if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > (off_t)CTRL_MAX_BLOB) {
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+		    st.st_size > (off_t)CTRL_MAX_BLOB + 4096) {
 			close(fd);
 			log_warnx("swtpm state file %s has an unusable size; not imported", path);
 			return -1;
@@ -358,26 +363,41 @@ static int import_swtpm_state(struct vtpmd *d)
 		buf = malloc((size_t)st.st_size);
 		n = buf ? read(fd, buf, (size_t)st.st_size) : -1;
 		close(fd);
-		if (n != st.st_size ||
-		    import_unwrap(buf, (size_t)n, files[i].type, &raw, &raw_len) < 0 ||
-		    engine_set_blob(d->engine, files[i].type, raw, (uint32_t)raw_len) != 0) {
-			log_warnx(
-			    "cannot import swtpm state file %s (encrypted or damaged); move it "
-			    "away to start a fresh vTPM",
-			    path);
-			if (buf)
-				OPENSSL_cleanse(buf, (size_t)st.st_size);
+		if (n != st.st_size) {
+			log_warnx("cannot read swtpm state file %s", path);
 			free(buf);
-			if (raw)
-				OPENSSL_cleanse(raw, raw_len);
-			free(raw);
 			return -1;
 		}
+		rc = swtpm_file_decode(buf, (size_t)n, d->sw_file_key.len ? &d->sw_file_key : NULL,
+				       &raw, &raw_len, why, sizeof(why));
 		OPENSSL_cleanse(buf, (size_t)n);
 		free(buf);
-		OPENSSL_cleanse(raw, raw_len);
+		if (rc == SWF_ERR_NO_KEY && d->opts.key.source != KEY_NONE)
+			snprintf(why, sizeof(why),
+				 "it is encrypted with swtpm's --key, and vtpmd's --key is not one "
+				 "swtpm would take: %s",
+				 d->sw_key_note[0] ? d->sw_key_note : "unknown reason");
+		else if (rc == SWF_ERR_NO_KEY)
+			snprintf(
+			    why, sizeof(why),
+			    "it is encrypted with swtpm's --key: start vtpmd with the same --key");
+		if (rc == SWF_OK &&
+		    engine_set_blob(d->engine, files[i].type, raw, (uint32_t)raw_len) != 0) {
+			snprintf(why, sizeof(why), "libtpms does not take its blob");
+			rc = SWF_ERR_MALFORMED;
+		}
+		if (raw)
+			OPENSSL_cleanse(raw, raw_len);
 		free(raw);
-		log_info("importing swtpm state from %s at the first TPM init", path);
+		if (rc != SWF_OK) {
+			log_warnx(
+			    "cannot import swtpm state file %s: %s; it is left as it is (move "
+			    "it away to start a fresh vTPM)",
+			    path, why);
+			return -1;
+		}
+		log_info("importing swtpm state from %s (%s) at the first TPM init", path,
+			 d->sw_file_key.len ? "with swtpm's --key" : "plain");
 	}
 	return 0;
 }
@@ -420,16 +440,25 @@ static int open_state(struct vtpmd *d)
 		memcpy(key, r.state_key, sizeof(d->state_key));
 		OPENSSL_cleanse(r.state_key, sizeof(r.state_key));
 		have_key = true;
-	} else if (have_key && state_key_load(&d->opts.key, key, err, sizeof(err)) < 0) {
+	} else if (have_key &&
+		   state_key_load_swtpm(&d->opts.key, key, &d->sw_file_key, d->sw_key_note,
+					sizeof(d->sw_key_note), err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		goto out;
 	}
 	if (d->opts.migration_key.source != KEY_NONE) {
-		if (state_key_load(&d->opts.migration_key, d->migration_key, err, sizeof(err)) <
-		    0) {
+		char note[256] = "";
+
+		if (state_key_load_swtpm(&d->opts.migration_key, d->migration_key, &d->sw_mig_key,
+					 note, sizeof(note), err, sizeof(err)) < 0) {
 			log_warnx("%s", err);
 			goto out;
 		}
+		if (!d->sw_mig_key.len)
+			log_warnx(
+			    "--migration-key: swtpm would not take this key (%s): state blobs "
+			    "leave in vtpmd's own envelope, which swtpm cannot read",
+			    note);
 		d->ctrl.migration_key = d->migration_key;
 	} else if (d->mgr) {
 		/* managed: state blobs leave only encrypted, under a key that moves with the vTPM
@@ -867,6 +896,8 @@ static void cleanup(struct vtpmd *d)
 		OPENSSL_cleanse(d->cbuf, d->cbuf_cap); /* it held state blobs */
 	free(d->cbuf);
 	OPENSSL_cleanse(d->migration_key, sizeof(d->migration_key));
+	OPENSSL_cleanse(&d->sw_file_key, sizeof(d->sw_file_key));
+	OPENSSL_cleanse(&d->sw_mig_key, sizeof(d->sw_mig_key));
 	vtpmd_opts_free(&d->opts);
 }
 
@@ -920,6 +951,12 @@ static int start(struct vtpmd *d)
 	d->ctrl.engine = d->engine;
 	d->ctrl.pt = d->pt;
 	d->ctrl.file_key = d->opts.key.source != KEY_NONE || d->mgr;
+	d->ctrl.sw_file_key = d->sw_file_key.len ? &d->sw_file_key : NULL;
+	d->ctrl.sw_mig_key = d->sw_mig_key.len ? &d->sw_mig_key : NULL;
+	/* standalone: blobs leave in swtpm's format (with a migration key swtpm can take);
+	 * managed: in vtpmd's own envelope under the key that moves with the vTPM */
+	d->ctrl.sw_blobs =
+	    !d->mgr && (d->opts.migration_key.source == KEY_NONE || d->sw_mig_key.len);
 	d->ctrl.reject_locality4 = d->opts.reject_locality4;
 	d->ctrl.data_fd = -1;
 	if (open_channel(&d->opts.ctrl, "control", &d->ctrl_listen, &d->ctrl_conn) < 0 ||
@@ -1001,6 +1038,127 @@ fail:
 	return -1;
 }
 
+/* Write one libtpms blob as the swtpm file DIR/name; never over an existing file. */
+static int export_one(int dirfd, const char *dir, const char *name, const uint8_t *raw, size_t len,
+		      const struct swtpm_key *fk)
+{
+	uint8_t *file = NULL;
+	size_t file_len = 0;
+	int rc;
+
+	if (swtpm_file_encode(raw, len, fk, &file, &file_len) != SWF_OK) {
+		log_warnx("export-swtpm: cannot encode %s", name);
+		return -1;
+	}
+	rc = atomic_file_write_at(dirfd, name, file, file_len, 0600, NULL, NULL);
+	OPENSSL_cleanse(file, file_len);
+	free(file);
+	if (rc != ATOMIC_OK) {
+		log_warnx("export-swtpm: cannot write %s/%s: %s", dir, name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * `vtpmd export-swtpm`: the state in --tpmstate as swtpm 0.7.1's files in --out, encrypted
+ * with swtpm's reading of the same --key, so that `swtpm socket --tpmstate dir=OUT [--key
+ * ...]` starts the same TPM. Holds the state directory's lock (no vtpmd may run on it);
+ * writes nothing in it; refuses an --out that already holds swtpm state.
+ */
+static int export_swtpm(struct vtpmd *d)
+{
+	const char *out = d->opts.export_out;
+	struct state_store *store = NULL;
+	struct state_slot_info info;
+	struct state_blobs blobs;
+	uint8_t *payload = NULL, *key = d->state_key;
+	size_t payload_len = 0;
+	char err[512] = "", note[128] = "";
+	struct stat st;
+	int dirfd = -1, rc = 1;
+
+	if (lock_state_dir(d) != 0)
+		return 1;
+	if (d->opts.key.source != KEY_NONE) {
+		if (state_key_load_swtpm(&d->opts.key, key, &d->sw_file_key, note, sizeof(note),
+					 err, sizeof(err)) < 0) {
+			log_warnx("%s", err);
+			goto out;
+		}
+		if (!d->sw_file_key.len) {
+			log_warnx("export-swtpm: swtpm would not take this --key (%s), so it could "
+				  "not read what we write",
+				  note);
+			goto out;
+		}
+	}
+	if (state_store_open(&store, d->opts.state_dir, d->opts.key.source != KEY_NONE ? key : NULL,
+			     0600, NULL, err, sizeof(err)) != 0) {
+		log_warnx("export-swtpm: %s", err);
+		goto out;
+	}
+	rc = state_store_load(store, NULL, &payload, &payload_len, &info, err, sizeof(err));
+	if (rc != 0) {
+		log_warnx("export-swtpm: %s", rc == 1 ? "no vTPM state in the directory" : err);
+		rc = 1;
+		goto out;
+	}
+	rc = 1;
+	if (err[0])
+		log_warnx("%s", err);
+	if (state_payload_parse(payload, payload_len, &blobs) != STATE_OK || !blobs.permanent_len) {
+		log_warnx("export-swtpm: state version %llu holds no TPM permanent state",
+			  (unsigned long long)info.version);
+		goto out;
+	}
+	if (mkdir(out, 0700) < 0 && errno != EEXIST) {
+		log_warnx("export-swtpm: cannot create %s: %s", out, strerror(errno));
+		goto out;
+	}
+	dirfd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		log_warnx("export-swtpm: cannot open %s: %s", out, strerror(errno));
+		goto out;
+	}
+	if (fstatat(dirfd, SWTPM_PERMALL_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    fstatat(dirfd, SWTPM_VOLATILE_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		log_warnx("export-swtpm: %s already holds swtpm state; not overwritten (move it "
+			  "away first)",
+			  out);
+		goto out;
+	}
+	if (blobs.volatile_len &&
+	    export_one(dirfd, out, SWTPM_VOLATILE_NAME, blobs.volatile_state, blobs.volatile_len,
+		       d->sw_file_key.len ? &d->sw_file_key : NULL) < 0)
+		goto out;
+	if (export_one(dirfd, out, SWTPM_PERMALL_NAME, blobs.permanent, blobs.permanent_len,
+		       d->sw_file_key.len ? &d->sw_file_key : NULL) < 0) {
+		if (blobs.volatile_len)
+			unlinkat(dirfd, SWTPM_VOLATILE_NAME, 0);
+		goto out;
+	}
+	printf("exported state version %llu of %s to %s: %s%s, %s\n",
+	       (unsigned long long)info.version, d->opts.state_dir, out, SWTPM_PERMALL_NAME,
+	       blobs.volatile_len ? " and " SWTPM_VOLATILE_NAME : "",
+	       d->sw_file_key.len == 32 ? "encrypted for swtpm's --key (AES-256-CBC)"
+	       : d->sw_file_key.len	? "encrypted for swtpm's --key (AES-128-CBC)"
+					: "plain (no --key)");
+	rc = 0;
+out:
+	if (dirfd >= 0)
+		close(dirfd);
+	if (payload) {
+		OPENSSL_cleanse(payload, payload_len);
+		free(payload);
+	}
+	if (store)
+		state_store_close(store);
+	OPENSSL_cleanse(key, sizeof(d->state_key));
+	OPENSSL_cleanse(&d->sw_file_key, sizeof(d->sw_file_key));
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct sandbox_mem mem;
@@ -1049,6 +1207,11 @@ int main(int argc, char **argv)
 	}
 	if (setup_log(&d->opts) < 0)
 		goto out;
+	if (d->opts.export_swtpm) {
+		rc = export_swtpm(d);
+		close_fd(&d->lock_fd);
+		goto out;
+	}
 	rc = start(d);
 	/* --daemon: the parent exits now, with rc; the seccomp filter below does not allow the
 	 * dup2 that detaches stdio */

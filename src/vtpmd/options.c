@@ -380,6 +380,7 @@ static int parse_key(const char *opt, const char *arg, struct key_opts *k, char 
 		goto out;
 	}
 	if ((v = kv_get(&l, "format"))) {
+		k->format_given = true;
 		if (strcmp(v, "hex") == 0)
 			k->hex = true;
 		else if (strcmp(v, "binary") != 0) {
@@ -596,6 +597,7 @@ enum {
 	OPT_TPM2,
 	OPT_TCTI,
 	OPT_FILTER,
+	OPT_OUT,
 	OPT_UNSUPPORTED,
 	OPT_PORT = 'p',
 	OPT_FD = 'f',
@@ -634,6 +636,7 @@ static const struct option long_opts[] = {
     {"pair-pid", required_argument, NULL, OPT_PAIR_PID},
     {"tcti", required_argument, NULL, OPT_TCTI},
     {"filter", required_argument, NULL, OPT_FILTER},
+    {"out", required_argument, NULL, OPT_OUT},
     {"profile", required_argument, NULL, OPT_UNSUPPORTED},
     {NULL, 0, NULL, 0},
 };
@@ -693,6 +696,31 @@ static int check_passthrough(struct vtpmd_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
+/* `vtpmd export-swtpm`: a state to read and a directory to write, nothing to serve. */
+static int check_export(struct vtpmd_opts *o, char *err, size_t errlen)
+{
+	if (!o->export_swtpm)
+		return o->export_out ? errmsg(err, errlen, "--out goes with 'vtpmd export-swtpm'")
+				     : 1;
+	if (!o->export_out)
+		return errmsg(err, errlen,
+			      "export-swtpm: --out DIR (the swtpm state directory "
+			      "to write) is required");
+	if (!o->state_dir)
+		return errmsg(err, errlen, "export-swtpm: --tpmstate dir=DIR is required");
+	if (o->state_name)
+		return errmsg(err, errlen,
+			      "export-swtpm: give the state directory (dir=), not a file");
+	if (o->ctrl.type != CHAN_NONE || o->server.type != CHAN_NONE || o->daemon)
+		return errmsg(err, errlen,
+			      "export-swtpm: --ctrl, --server and --daemon do not apply");
+	if (o->manager || o->uuid || o->migration_key.source != KEY_NONE)
+		return errmsg(err, errlen,
+			      "export-swtpm: --manager, --uuid and --migration-key do not apply "
+			      "(a managed vTPM moves with vtpmctl)");
+	return 0;
+}
+
 static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 {
 	uint8_t uuid[16];
@@ -701,6 +729,8 @@ static int check_combination(struct vtpmd_opts *o, char *err, size_t errlen)
 	if (o->help || o->version || o->print_capabilities)
 		return 0;
 	if ((rc = check_passthrough(o, err, errlen)) <= 0)
+		return rc;
+	if ((rc = check_export(o, err, errlen)) <= 0)
 		return rc;
 	if (o->print_states)
 		return o->state_dir ? 0 : errmsg(err, errlen, "--print-states needs --tpmstate");
@@ -798,6 +828,10 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 	if (argc >= 2 && strcmp(argv[1], "socket") == 0) {
 		argc--;
 		argv++;
+	} else if (argc >= 2 && strcmp(argv[1], "export-swtpm") == 0) {
+		o->export_swtpm = true;
+		argc--;
+		argv++;
 	} else if (argc >= 2 && strcmp(argv[1], "passthrough") == 0) {
 		o->passthrough = true;
 		argc--;
@@ -811,7 +845,8 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			      argv[1]);
 	} else if (argc >= 2 && argv[1][0] != '-') {
 		return errmsg(err, errlen,
-			      "unknown mode '%s': use 'vtpmd socket' or 'vtpmd passthrough'",
+			      "unknown mode '%s': use 'vtpmd socket', 'vtpmd passthrough' or "
+			      "'vtpmd export-swtpm'",
 			      argv[1]);
 	}
 	optind = 0; /* full getopt reset: the parser may run more than once (tests) */
@@ -895,6 +930,10 @@ int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, siz
 			rc =
 			    parse_nonempty("--filter", "the file", optarg, &o->filter, err, errlen);
 			break;
+		case OPT_OUT:
+			rc = parse_nonempty("--out", "the directory", optarg, &o->export_out, err,
+					    errlen);
+			break;
 		case OPT_PRINT_CAPS:
 			o->print_capabilities = true;
 			break;
@@ -965,5 +1004,6 @@ void vtpmd_opts_free(struct vtpmd_opts *o)
 	free(o->eventlog);
 	free(o->tcti);
 	free(o->filter);
+	free(o->export_out);
 	memset(o, 0, sizeof(*o));
 }

@@ -49,10 +49,11 @@ struct key_opts {
 	enum key_source source;
 	char *path;
 	int fd;
-	bool hex;	 /* format=hex (default binary) */
-	bool remove;	 /* remove the key file after reading it */
-	unsigned bits;	 /* 128 or 256, from mode=aes-{128,256}-{cbc,gcm} */
-	bool kdf_pbkdf2; /* for passphrases: pbkdf2 (default) or sha512 */
+	bool hex;	   /* format=hex (default binary) */
+	bool format_given; /* format= was given (swtpm's own default is hex) */
+	bool remove;	   /* remove the key file after reading it */
+	unsigned bits;	   /* 128 or 256, from mode=aes-{128,256}-{cbc,gcm} */
+	bool kdf_pbkdf2;   /* for passphrases: pbkdf2 (default) or sha512 */
 };
 
 struct vtpmd_opts {
@@ -99,10 +100,14 @@ struct vtpmd_opts {
 	bool passthrough;  /* `vtpmd passthrough`: forward to a real TPM (passthrough.h) */
 	char *tcti;	   /* --tcti: the back end's tpm2-tss TCTI string */
 	char *filter;	   /* --filter: the command filter file (cmd_filter.h) */
+	/* `vtpmd export-swtpm --tpmstate dir=DIR [--key ...] --out DIR2`: write the state as
+	 * swtpm 0.7.1's files (swtpm_format.h) and exit */
+	bool export_swtpm;
+	char *export_out;
 };
 
-/* argv[0] is the program, argv[1] "socket" or "passthrough". Returns 0, or -1 with err set.
- * Reads two environment variables as swtpm does: TPM_PORT (the --server TCP port when
+/* argv[0] is the program, argv[1] "socket", "passthrough" or "export-swtpm". Returns 0, or -1 with
+ * err set. Reads two environment variables as swtpm does: TPM_PORT (the --server TCP port when
  * neither port= nor -p gives one) and TPM_PATH (the state directory when --tpmstate is
  * absent). */
 int vtpmd_parse_args(int argc, char **argv, struct vtpmd_opts *o, char *err, size_t errlen);

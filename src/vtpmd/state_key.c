@@ -109,6 +109,12 @@ static ssize_t read_all_fd(int fd, uint8_t *buf, size_t cap)
 
 int state_key_load(const struct key_opts *k, uint8_t key[32], char *err, size_t errlen)
 {
+	return state_key_load_swtpm(k, key, NULL, NULL, 0, err, errlen);
+}
+
+int state_key_load_swtpm(const struct key_opts *k, uint8_t key[32], struct swtpm_key *sw,
+			 char *sw_err, size_t sw_errlen, char *err, size_t errlen)
+{
 	uint8_t material[KEY_MATERIAL_MAX + 1];
 	const char *what;
 	ssize_t n;
@@ -138,10 +144,16 @@ int state_key_load(const struct key_opts *k, uint8_t key[32], char *err, size_t 
 		return -1;
 	}
 	rc = state_key_derive(k, material, (size_t)n, key, err, errlen);
+	/* swtpm's own key from the same material (a descriptor can be read only once); when
+	 * swtpm would not take the material either, say why and go on without it */
+	if (rc == 0 && sw && swtpm_key_derive(k, material, (size_t)n, sw, sw_err, sw_errlen) < 0)
+		sw->len = 0;
 	OPENSSL_cleanse(material, sizeof(material));
 	if (rc == 0 && k->remove && k->path && unlink(k->path) < 0) {
 		snprintf(err, errlen, "--key: cannot remove %s: %s", k->path, strerror(errno));
 		OPENSSL_cleanse(key, 32);
+		if (sw)
+			OPENSSL_cleanse(sw, sizeof(*sw));
 		return -1;
 	}
 	return rc;

@@ -13,8 +13,13 @@
 #include <stdint.h>
 
 #include "vtpmd/options.h"
+#include "vtpmd/swtpm_format.h"
 
 int state_key_load(const struct key_opts *k, uint8_t key[32], char *err, size_t errlen);
+/* The same, and swtpm 0.7.1's raw key from the same material into *sw (swtpm_format.h);
+ * sw->len is 0, with the reason in sw_err, when swtpm would refuse the material. */
+int state_key_load_swtpm(const struct key_opts *k, uint8_t key[32], struct swtpm_key *sw,
+			 char *sw_err, size_t sw_errlen, char *err, size_t errlen);
 /* Derive from material already in memory (unit tests, fuzzing of the hex parser). */
 int state_key_derive(const struct key_opts *k, const uint8_t *material, size_t len, uint8_t key[32],
 		     char *err, size_t errlen);

@@ -53,7 +53,6 @@ declare -A KNOWN_GAPS=(
   [test_tpm2_save_load_state]=$VOLATILE
   [test_tpm2_save_load_encrypted_state]=$VOLATILE
   [test_tpm2_resume_volatile]="copies swtpm state files (the second set encrypted with swtpm's --key format) over a directory that already holds vtpm2.state"
-  [test_tpm2_migration_key]="loads a blob sealed with swtpm's --migration-key format (vtpmd's migration-key blobs are vtpmd to vtpmd)"
   [test_tpm2_swtpm_setup_create_cert]="swtpm_setup --overwrite deletes *permall/*volatilestate/*savestate files only: vtpm2.state survives and the next provisioning runs out of NV space (TPM_RC_NV_SPACE 0x14c)"
 )
 
