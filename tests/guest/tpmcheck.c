@@ -21,6 +21,13 @@
  * tpmcheck changeauth
  *	TPM2_HierarchyChangeAuth of the owner hierarchy from empty to empty: a state write that
  *	Linux's TPM driver times out after 2 s (TPM_LONG), where it gives NV_Write 120 s
+ * tpmcheck seal INDEX HEXDIGEST32
+ *	seal a 32-byte secret to the current SHA-256 PCR 4: an NV index of 32 bytes whose reads
+ *	need a policy session that passed TPM2_PolicyPCR(PCR 4) (the policy digest comes from a
+ *	trial session), written with owner auth
+ * tpmcheck unseal INDEX
+ *	TPM2_PolicyPCR(PCR 4) in a policy session, then TPM2_NV_Read of the 32 bytes with it;
+ *	prints them as hex, or fails (TPM_RC_POLICY_FAIL) when PCR 4 is not what it was
  * INDEX is an NV index handle, 0x01000000..0x01ffffff (hex with 0x, or decimal).
  *
  * Environment: TPM_DEVICE overrides the device path.
@@ -44,6 +51,16 @@
 #define TPM_CC_NV_WRITE		0x00000137u
 #define TPM_CC_NV_READ		0x0000014Eu
 #define TPM_CC_HIER_CHANGE_AUTH 0x00000129u
+#define TPM_CC_START_AUTH_SESS	0x00000176u
+#define TPM_CC_POLICY_PCR	0x0000017Fu
+#define TPM_CC_POLICY_GET_DIG	0x00000189u
+#define TPM_CC_FLUSH_CONTEXT	0x00000165u
+#define TPM_RH_NULL		0x40000007u
+#define TPM_SE_POLICY		0x01u
+#define TPM_SE_TRIAL		0x03u
+#define TPM_ALG_NULL		0x0010u
+#define TPMA_NV_POLICYREAD	(1u << 19)
+#define SEAL_PCR		4
 #define TPM_RH_OWNER		0x40000001u
 #define TPMA_NV_OWNERWRITE	(1u << 1)
 #define TPMA_NV_OWNERREAD	(1u << 17)
@@ -581,8 +598,126 @@ static int cmd_changeauth(void)
 static int usage(void)
 {
 	fprintf(stderr, "usage: tpmcheck version | extend PCR HEXDIGEST32 | read PCR | nvdefine "
-			"INDEX SIZE | nvwrite INDEX VALUE | nvread INDEX | changeauth\n");
+			"INDEX SIZE | nvwrite INDEX VALUE | nvread INDEX | changeauth | seal INDEX "
+			"HEXDIGEST32 | unseal INDEX\n");
 	return 2;
+}
+
+/* A policy (or trial) session with TPM2_PolicyPCR(SHA-256 PCR 4) passed; its handle. */
+static int policy_pcr4(uint8_t type, uint32_t *session)
+{
+	struct buf cmd, rsp;
+	uint8_t nonce[16] = {0x76, 0x74, 0x70, 0x6d};
+	cmd_begin(&cmd, TPM_ST_NO_SESSIONS, TPM_CC_START_AUTH_SESS);
+	put_u32(&cmd, TPM_RH_NULL); /* tpmKey */
+	put_u32(&cmd, TPM_RH_NULL); /* bind */
+	put_u16(&cmd, sizeof nonce);
+	put_bytes(&cmd, nonce, sizeof nonce); /* nonceCaller */
+	put_u16(&cmd, 0);		      /* encryptedSalt */
+	put_u8(&cmd, type);		      /* sessionType */
+	put_u16(&cmd, TPM_ALG_NULL);	      /* symmetric */
+	put_u16(&cmd, TPM_ALG_SHA256);	      /* authHash */
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_StartAuthSession", &cmd, &rsp, TPM_ST_NO_SESSIONS))
+		return 1;
+	*session = get_u32(&rsp);
+	if (rsp.bad)
+		return 1;
+	cmd_begin(&cmd, TPM_ST_NO_SESSIONS, TPM_CC_POLICY_PCR);
+	put_u32(&cmd, *session);
+	put_u16(&cmd, 0);	       /* pcrDigest: empty, the TPM uses the current values */
+	put_u32(&cmd, 1);	       /* TPML_PCR_SELECTION count */
+	put_u16(&cmd, TPM_ALG_SHA256); /* hash */
+	put_u8(&cmd, 3);	       /* sizeofSelect */
+	put_u8(&cmd, 1u << SEAL_PCR);
+	put_u8(&cmd, 0);
+	put_u8(&cmd, 0);
+	cmd_end(&cmd);
+	return tpm_transact("TPM2_PolicyPCR", &cmd, &rsp, TPM_ST_NO_SESSIONS);
+}
+
+static void flush(uint32_t handle)
+{
+	struct buf cmd, rsp;
+	cmd_begin(&cmd, TPM_ST_NO_SESSIONS, TPM_CC_FLUSH_CONTEXT);
+	put_u32(&cmd, handle);
+	cmd_end(&cmd);
+	(void)tpm_transact("TPM2_FlushContext", &cmd, &rsp, TPM_ST_NO_SESSIONS);
+}
+
+static int cmd_seal(uint32_t index, const uint8_t secret[SHA256_SIZE])
+{
+	struct buf cmd, rsp;
+	uint8_t policy[SHA256_SIZE];
+	uint32_t trial;
+	if (policy_pcr4(TPM_SE_TRIAL, &trial))
+		return 1;
+	cmd_begin(&cmd, TPM_ST_NO_SESSIONS, TPM_CC_POLICY_GET_DIG);
+	put_u32(&cmd, trial);
+	cmd_end(&cmd);
+	int bad = tpm_transact("TPM2_PolicyGetDigest", &cmd, &rsp, TPM_ST_NO_SESSIONS);
+	flush(trial);
+	if (bad || get_u16(&rsp) != SHA256_SIZE)
+		return 1;
+	for (size_t i = 0; i < SHA256_SIZE; i++)
+		policy[i] = get_u8(&rsp);
+	if (rsp.bad)
+		return 1;
+	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_NV_DEFINE_SPACE);
+	put_u32(&cmd, TPM_RH_OWNER);
+	put_pw_session(&cmd);
+	put_u16(&cmd, 0);			  /* auth: empty */
+	put_u16(&cmd, 4 + 2 + 4 + 2 + 32 + 2);	  /* TPM2B_NV_PUBLIC size */
+	put_u32(&cmd, index);
+	put_u16(&cmd, TPM_ALG_SHA256);
+	put_u32(&cmd, TPMA_NV_OWNERWRITE | TPMA_NV_POLICYREAD | TPMA_NV_NO_DA);
+	put_u16(&cmd, SHA256_SIZE);		  /* authPolicy: PolicyPCR(PCR 4 as now) */
+	put_bytes(&cmd, policy, SHA256_SIZE);
+	put_u16(&cmd, SHA256_SIZE);		  /* dataSize */
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_NV_DefineSpace", &cmd, &rsp, TPM_ST_SESSIONS))
+		return 1;
+	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_NV_WRITE);
+	put_u32(&cmd, TPM_RH_OWNER);
+	put_u32(&cmd, index);
+	put_pw_session(&cmd);
+	put_u16(&cmd, SHA256_SIZE);
+	put_bytes(&cmd, secret, SHA256_SIZE);
+	put_u16(&cmd, 0); /* offset */
+	cmd_end(&cmd);
+	return tpm_transact("TPM2_NV_Write", &cmd, &rsp, TPM_ST_SESSIONS);
+}
+
+static int cmd_unseal(uint32_t index)
+{
+	struct buf cmd, rsp;
+	uint8_t nonce[16] = {0x67, 0x75, 0x65, 0x73, 0x74};
+	uint32_t session;
+	if (policy_pcr4(TPM_SE_POLICY, &session))
+		return 1;
+	cmd_begin(&cmd, TPM_ST_SESSIONS, TPM_CC_NV_READ);
+	put_u32(&cmd, index); /* @authHandle: the index itself, by its policy */
+	put_u32(&cmd, index);
+	put_u32(&cmd, 4 + 2 + sizeof nonce + 1 + 2); /* authorizationSize */
+	put_u32(&cmd, session);
+	put_u16(&cmd, sizeof nonce);
+	put_bytes(&cmd, nonce, sizeof nonce);
+	put_u8(&cmd, 0); /* sessionAttributes: the session ends with the command */
+	put_u16(&cmd, 0); /* hmac: none (no PolicyAuthValue) */
+	put_u16(&cmd, SHA256_SIZE);
+	put_u16(&cmd, 0);
+	cmd_end(&cmd);
+	if (tpm_transact("TPM2_NV_Read", &cmd, &rsp, TPM_ST_SESSIONS)) {
+		flush(session);
+		return 1;
+	}
+	long n = session_params("TPM2_NV_Read", &rsp);
+	if (n != 2 + SHA256_SIZE || get_u16(&rsp) != SHA256_SIZE)
+		return 1;
+	for (size_t i = 0; i < SHA256_SIZE; i++)
+		printf("%02x", get_u8(&rsp));
+	printf("\n");
+	return rsp.bad ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -623,6 +758,16 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return cmd_nvwrite(index, value);
+	}
+	if (argc == 4 && strcmp(argv[1], "seal") == 0) {
+		if (parse_nv_index(argv[2], &index) || parse_digest(argv[3], digest))
+			return 2;
+		return cmd_seal(index, digest);
+	}
+	if (argc == 3 && strcmp(argv[1], "unseal") == 0) {
+		if (parse_nv_index(argv[2], &index))
+			return 2;
+		return cmd_unseal(index);
 	}
 	if (argc == 3 && strcmp(argv[1], "nvread") == 0) {
 		if (parse_nv_index(argv[2], &index))

@@ -15,6 +15,10 @@
 #   second-launch-refused   a second `vtpmctl launch` of the same vTPM fails before its QEMU runs
 #   reboot-*                after a guest reboot (reset: CMD_INIT, the firmware's Startup again)
 #                           PCR 4 and 5 are the same again
+#   seal, unseal-*          (SeaBIOS) the guest seals a secret to PCR 4 (an NV index readable only
+#                           through TPM2_PolicyPCR), unseals it in the same boot and after the reboot
+#   other-kernel-*          the same vTPM launched with another kernel (4 KiB appended): the guest
+#                           boots, and its unseal is refused (TPM_RC_POLICY_FAIL)
 #   poweroff                the guest powers off: QEMU exits 0, vtpmctl launch exits 0, vtpmd
 #                           has stopped and saved the state (the manager's recorded version grew)
 # Every wait is bounded; the whole test gives up after DEADLINE seconds.
@@ -97,6 +101,7 @@ UUID=$OUT
 mkdir -p "$STATE"
 _mark setup "$s"
 
+# Each check is made under SeaBIOS and under OVMF (check names seabios/..., ovmf/...).
 # launch_guest F: the launch checks, with firmware F (seabios or ovmf); check names F/...
 launch_guest() {
 local F=$1 i VPID QEMU_PID= LPID CTRL p4 p5 rc n n2 v0 v1 from k r c log VLOG_N0
@@ -205,6 +210,12 @@ else
   t_fail "$F/second-launch-refused" "rc=$rc, its QEMU ran: $([ -e "$T/second-ran-$F" ] && echo yes || echo no)"
 fi
 
+# --- the guest seals a secret to PCR 4 (SeaBIOS run) ---------------------------------------------
+if [ "$F" = seabios ]; then
+  guest_says "$F/seal" "seal $SEAL_INDEX $SECRET" '^GUEST: seal=' "GUEST: seal=ok"
+  guest_says "$F/unseal-same-boot" "unseal $SEAL_INDEX" '^GUEST: unseal=' "GUEST: unseal=$SECRET"
+fi
+
 # --- reboot: measured again, the same values ------------------------------------------------------
 s=$(_ms)
 p4=$(pcr 4) p5=$(pcr 5)
@@ -215,6 +226,8 @@ if wait_line ser-$F "$from" '^GUEST: ready' "$BOOT_TIMEOUT" "$QEMU_PID" >/dev/nu
   t_eq "$F/reboot-pcr4-same" "$p4" "$(pcr 4)"
   t_eq "$F/reboot-pcr5-same" "$p5" "$(pcr 5)"
   check_pcrs "$F/reboot-"
+  [ "$F" = seabios ] && guest_says "$F/unseal-after-reboot" "unseal $SEAL_INDEX" '^GUEST: unseal=' \
+    "GUEST: unseal=$SECRET"
   t_eq "$F/reboot-measured-twice" 2 "$(grep -c 'measured boot: kernel into PCR 4' "$T/vtpm-$F.log")"
 else
   t_fail "$F/reboot" "the guest did not come back within ${BOOT_TIMEOUT}s"
@@ -241,7 +254,37 @@ v1=$(jq -r '.version // 0' <<<"$OUT" 2>/dev/null)
   t_fail "$F/poweroff-state-saved" "the manager's version did not grow: $v0 -> $v1"
 }
 
+SEAL_INDEX=0x01500100
+SECRET=$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)
 launch_guest seabios
+# the same vTPM, booted with another kernel (the same bytes and 4 KiB more): PCR 4 differs and
+# the secret sealed to it stays sealed
+cp "$KERNEL" "$T/other-kernel"
+head -c 4096 /dev/urandom >>"$T/other-kernel"
+other_kernel() {
+  local F=other line
+  open_pipe ser-$F
+  TMPDIR=$T bg_start "$CTL" launch "$UUID" --label "$LABEL" --state-dir "$STATE" \
+    --manager-socket "$I" --vtpmd "$VTPMD" --kernel "$T/other-kernel" --initrd "$INITRD" \
+    --append "$APPEND" --log "$T/vtpm-$F.log" -- \
+    qemu-system-x86_64 -machine q35 -accel tcg -smp 1 -m 256 -nodefaults -no-user-config \
+    -display none -chardev "pipe,id=ser0,path=$T/ser-$F" -serial chardev:ser0 \
+    </dev/null >"$T/launch-$F.out" 2>"$T/launch-$F.err"
+  LPID=$BG_PID QEMU_PID=$BG_PID # waits below end when vtpmctl launch (and so QEMU) ends
+  if ! wait_line ser-$F 0 '^GUEST: ready' "$BOOT_TIMEOUT" "$LPID" >/dev/null; then
+    t_fail other-kernel-boot "no 'GUEST: ready' within ${BOOT_TIMEOUT}s"
+    return
+  fi
+  line=$(guest_cmd ser-$F "$LPID" "unseal $SEAL_INDEX" '^GUEST: unseal=')
+  if [[ $line == "GUEST: unseal=ERROR "* ]]; then
+    t_pass "other-kernel-unseal-refused (${line:15:90})"
+  else
+    t_fail other-kernel-unseal-refused "got '$line'"
+  fi
+  send ser-$F poweroff
+  wait_exit "$LPID" "$EXIT_TIMEOUT" || t_fail other-kernel-poweroff "vtpmctl launch still runs"
+}
+other_kernel
 if [ -r "$OVMF_CODE" ] && [ -r "$OVMF_VARS" ]; then
   launch_guest ovmf
 elif [ "${CI:-}" = true ]; then
