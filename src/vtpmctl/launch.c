@@ -426,22 +426,11 @@ static void finish(struct launch *l)
 
 int cmd_launch(struct ctl *c, int argc, char **argv)
 {
-	enum {
-		L_LABEL = 1,
-		L_STATE_DIR,
-		L_MANAGER,
-		L_VTPMD,
-		L_KERNEL,
-		L_INITRD,
-		L_APPEND,
-		L_MODEL,
-		L_EVENTLOG,
-		L_LOG
-	};
-	static const struct optspec specs[] = {{"label", true, L_LABEL},
-					       {"state-dir", true, L_STATE_DIR},
-					       {"manager-socket", true, L_MANAGER},
-					       {"vtpmd", true, L_VTPMD},
+	enum { L_KERNEL = 1, L_INITRD, L_APPEND, L_MODEL, L_EVENTLOG, L_LOG };
+	static const struct optspec specs[] = {{"label", true, SOPT_LABEL},
+					       {"state-dir", true, SOPT_STATE_DIR},
+					       {"manager-socket", true, SOPT_MANAGER},
+					       {"vtpmd", true, SOPT_VTPMD},
 					       {"kernel", true, L_KERNEL},
 					       {"initrd", true, L_INITRD},
 					       {"append", true, L_APPEND},
@@ -454,10 +443,7 @@ int cmd_launch(struct ctl *c, int argc, char **argv)
 			   .kernel_fd = -1,
 			   .initrd_fd = -1};
 	const char *vtpmd = NULL, *val, *bad;
-	bool have_uuid = false;
 	struct argiter it;
-	char err[512];
-	struct stat st;
 	int id, rc;
 
 	if (args_want_help(argc - 1, argv + 1)) {
@@ -474,41 +460,6 @@ int cmd_launch(struct ctl *c, int argc, char **argv)
 		switch (id) {
 		case OPT_ERROR:
 			return EXIT_USAGE;
-		case OPT_POSITIONAL:
-			if (have_uuid)
-				return ctl_usage(c, it.cmd,
-						 "launch takes one UUID (QEMU and its options go "
-						 "after '--')");
-			if (parse_uuid_arg(val, l.a.uuid, err, sizeof(err)) < 0)
-				return ctl_usage(c, it.cmd, "%s", err);
-			uuid_format(l.a.uuid, l.a.uuid_text);
-			have_uuid = true;
-			break;
-		case L_LABEL:
-			if (check_label(val, false, err, sizeof(err)) < 0)
-				return ctl_usage(c, it.cmd, "--label: %s", err);
-			l.a.label = val;
-			break;
-		case L_STATE_DIR:
-			if (strchr(val, ',') || strlen(val) >= PATH_MAX)
-				return ctl_usage(
-				    c, it.cmd,
-				    "--state-dir: a path without ',' (vtpmd's "
-				    "--tpmstate dir=DIR syntax cannot carry it), shorter "
-				    "than %d bytes",
-				    PATH_MAX);
-			l.a.state_dir = val;
-			break;
-		case L_MANAGER:
-			if (check_socket_path(val, err, sizeof(err)) < 0)
-				return ctl_usage(c, it.cmd, "--manager-socket: %s", err);
-			l.a.manager_socket = val;
-			break;
-		case L_VTPMD:
-			if (strlen(val) >= sizeof(l.a.vtpmd))
-				return ctl_usage(c, it.cmd, "--vtpmd: the path is too long");
-			vtpmd = val;
-			break;
 		case L_KERNEL:
 		case L_INITRD:
 		case L_EVENTLOG:
@@ -538,17 +489,13 @@ int cmd_launch(struct ctl *c, int argc, char **argv)
 			l.model = val;
 			break;
 		default:
-			rc = ctl_global_opt(c, &it, id, val, ctl_launch_help);
+			rc = start_opt(c, &it, id, val, &l.a, &vtpmd);
+			if (rc < 0)
+				rc = ctl_global_opt(c, &it, id, val, ctl_launch_help);
 			if (rc)
 				return rc;
 		}
 	}
-	if (!have_uuid)
-		return ctl_usage(c, it.cmd, "launch needs the vTPM's UUID");
-	if (!l.a.label)
-		return ctl_usage(c, it.cmd, "launch needs --label LABEL (user:role:type)");
-	if (!l.a.state_dir)
-		return ctl_usage(c, it.cmd, "launch needs --state-dir DIR");
 	if (!l.qemu || l.nqemu < 1)
 		return ctl_usage(c, it.cmd, "launch needs the QEMU command after '--'");
 	if (!l.kernel && (l.initrd || l.append || l.eventlog))
@@ -559,22 +506,9 @@ int cmd_launch(struct ctl *c, int argc, char **argv)
 		    c, it.cmd, "QEMU option %s is not allowed: vtpmctl launch adds %s", bad,
 		    strstr(bad, "tpmdev") ? "the guest's only TPM"
 					  : "the measured kernel, initrd and command line");
-	if (stat(l.a.state_dir, &st) < 0)
-		return ctl_fail(c, EXIT_LOCAL, -1, "--state-dir %s: %s", l.a.state_dir,
-				strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return ctl_fail(c, EXIT_LOCAL, -1, "--state-dir %s: not a directory",
-				l.a.state_dir);
-	if (vtpmd) {
-		if (!is_executable_file(vtpmd))
-			return ctl_fail(c, EXIT_LOCAL, -1, "--vtpmd %s: not an executable file",
-					vtpmd);
-		snprintf(l.a.vtpmd, sizeof(l.a.vtpmd), "%s", vtpmd);
-	} else if (find_vtpmd(l.a.vtpmd, sizeof(l.a.vtpmd)) < 0) {
-		return ctl_fail(c, EXIT_LOCAL, -1,
-				"cannot find vtpmd in vtpmctl's directory nor in $PATH (give "
-				"--vtpmd PATH)");
-	}
+	rc = start_check(c, &it, &l.a, vtpmd);
+	if (rc)
+		return rc;
 	rc = prepare(c, &l);
 	if (rc == 0)
 		rc = run(c, &l);

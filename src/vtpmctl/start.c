@@ -410,21 +410,96 @@ static int start_vtpmd(struct ctl *c, struct start_args *a)
 	return print_started(c, a, pid, false, 0, NULL);
 }
 
+int start_opt(struct ctl *c, struct argiter *it, int id, const char *val, struct start_args *a,
+	      const char **vtpmd)
+{
+	char err[512];
+
+	switch (id) {
+	case OPT_POSITIONAL:
+		if (a->uuid_text[0])
+			return ctl_usage(c, it->cmd, "%s takes one UUID (%s go after '--')",
+					 it->cmd,
+					 strcmp(it->cmd, "launch") == 0 ? "QEMU and its options"
+									: "vtpmd options");
+		if (parse_uuid_arg(val, a->uuid, err, sizeof(err)) < 0)
+			return ctl_usage(c, it->cmd, "%s", err);
+		uuid_format(a->uuid, a->uuid_text);
+		return 0;
+	case SOPT_LABEL:
+		if (check_label(val, false, err, sizeof(err)) < 0)
+			return ctl_usage(c, it->cmd, "--label: %s", err);
+		a->label = val;
+		return 0;
+	case SOPT_STATE_DIR:
+		if (strchr(val, ',')) {
+			char shown[300];
+
+			out_sanitize(val, strnlen(val, 256), shown, sizeof(shown));
+			return ctl_usage(c, it->cmd,
+					 "--state-dir: '%s' contains ',', which vtpmd's --tpmstate "
+					 "dir=DIR syntax cannot carry",
+					 shown);
+		}
+		if (strlen(val) >= PATH_MAX)
+			return ctl_usage(c, it->cmd, "--state-dir: the path is too long");
+		a->state_dir = val;
+		return 0;
+	case SOPT_MANAGER:
+		if (check_socket_path(val, err, sizeof(err)) < 0)
+			return ctl_usage(c, it->cmd, "--manager-socket: %s", err);
+		a->manager_socket = val;
+		return 0;
+	case SOPT_VTPMD:
+		if (strlen(val) >= sizeof(a->vtpmd))
+			return ctl_usage(c, it->cmd, "--vtpmd: the path is too long");
+		*vtpmd = val;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+int start_check(struct ctl *c, struct argiter *it, struct start_args *a, const char *vtpmd)
+{
+	struct stat st;
+
+	if (!a->uuid_text[0])
+		return ctl_usage(c, it->cmd, "%s needs the vTPM's UUID", it->cmd);
+	if (!a->label)
+		return ctl_usage(c, it->cmd, "%s needs --label LABEL (user:role:type)", it->cmd);
+	if (!a->state_dir)
+		return ctl_usage(c, it->cmd, "%s needs --state-dir DIR", it->cmd);
+	if (stat(a->state_dir, &st) < 0)
+		return ctl_fail(c, EXIT_LOCAL, -1, "--state-dir %s: %s", a->state_dir,
+				strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return ctl_fail(c, EXIT_LOCAL, -1, "--state-dir %s: not a directory", a->state_dir);
+	if (vtpmd) {
+		if (!is_executable_file(vtpmd))
+			return ctl_fail(c, EXIT_LOCAL, -1, "--vtpmd %s: not an executable file",
+					vtpmd);
+		snprintf(a->vtpmd, sizeof(a->vtpmd), "%s", vtpmd);
+	} else if (find_vtpmd(a->vtpmd, sizeof(a->vtpmd)) < 0) {
+		return ctl_fail(c, EXIT_LOCAL, -1,
+				"cannot find vtpmd in vtpmctl's directory nor in $PATH (give "
+				"--vtpmd PATH)");
+	}
+	return 0;
+}
+
 int cmd_start(struct ctl *c, int argc, char **argv)
 {
-	enum { O_LABEL = 1, O_STATE_DIR, O_MANAGER, O_VTPMD, O_WAIT };
-	static const struct optspec specs[] = {{"label", true, O_LABEL},
-					       {"state-dir", true, O_STATE_DIR},
-					       {"manager-socket", true, O_MANAGER},
-					       {"vtpmd", true, O_VTPMD},
+	enum { O_WAIT = 1 };
+	static const struct optspec specs[] = {{"label", true, SOPT_LABEL},
+					       {"state-dir", true, SOPT_STATE_DIR},
+					       {"manager-socket", true, SOPT_MANAGER},
+					       {"vtpmd", true, SOPT_VTPMD},
 					       {"wait", false, O_WAIT},
 					       {NULL, false, 0}};
 	struct start_args a = {.manager_socket = VTPMCTL_DEFAULT_INST_SOCKET};
 	const char *vtpmd = NULL, *val, *bad;
-	bool have_uuid = false;
 	struct argiter it;
-	char err[512];
-	struct stat st;
 	int id, rc;
 
 	if (args_want_help(argc - 1, argv + 1)) {
@@ -438,63 +513,18 @@ int cmd_start(struct ctl *c, int argc, char **argv)
 			a.nextra = argc - 1 - it.i;
 			break;
 		}
-		switch (id) {
-		case OPT_ERROR:
+		if (id == OPT_ERROR)
 			return EXIT_USAGE;
-		case OPT_POSITIONAL:
-			if (have_uuid)
-				return ctl_usage(c, it.cmd,
-						 "start takes one UUID (vtpmd options go after "
-						 "'--')");
-			if (parse_uuid_arg(val, a.uuid, err, sizeof(err)) < 0)
-				return ctl_usage(c, it.cmd, "%s", err);
-			uuid_format(a.uuid, a.uuid_text);
-			have_uuid = true;
-			break;
-		case O_LABEL:
-			if (check_label(val, false, err, sizeof(err)) < 0)
-				return ctl_usage(c, it.cmd, "--label: %s", err);
-			a.label = val;
-			break;
-		case O_STATE_DIR:
-			if (strchr(val, ',')) {
-				char shown[300];
-
-				out_sanitize(val, strnlen(val, 256), shown, sizeof(shown));
-				return ctl_usage(c, it.cmd,
-						 "--state-dir: '%s' contains ',', which vtpmd's "
-						 "--tpmstate dir=DIR syntax cannot carry",
-						 shown);
-			}
-			if (strlen(val) >= PATH_MAX)
-				return ctl_usage(c, it.cmd, "--state-dir: the path is too long");
-			a.state_dir = val;
-			break;
-		case O_MANAGER:
-			if (check_socket_path(val, err, sizeof(err)) < 0)
-				return ctl_usage(c, it.cmd, "--manager-socket: %s", err);
-			a.manager_socket = val;
-			break;
-		case O_VTPMD:
-			if (strlen(val) >= sizeof(a.vtpmd))
-				return ctl_usage(c, it.cmd, "--vtpmd: the path is too long");
-			vtpmd = val;
-			break;
-		case O_WAIT:
+		if (id == O_WAIT) {
 			a.wait = true;
-			break;
-		default:
-			rc = ctl_global_opt(c, &it, id, val, ctl_start_help);
-			if (rc)
-				return rc;
+			continue;
 		}
+		rc = start_opt(c, &it, id, val, &a, &vtpmd);
+		if (rc < 0)
+			rc = ctl_global_opt(c, &it, id, val, ctl_start_help);
+		if (rc)
+			return rc;
 	}
-	if (!have_uuid)
-		return ctl_usage(c, it.cmd, "start needs the vTPM's UUID");
-	if (!a.label)
-		return ctl_usage(c, it.cmd, "start needs --label LABEL (user:role:type)");
-	if (!a.state_dir)
-		return ctl_usage(c, it.cmd, "start needs --state-dir DIR");
 	bad = conflicting_option(a.extra, a.nextra);
 	if (bad)
 		return ctl_usage(c, it.cmd, "vtpmd option %s is not allowed after '--': %s", bad,
@@ -502,21 +532,9 @@ int cmd_start(struct ctl *c, int argc, char **argv)
 				     ? "a daemonized vtpmd would have another pid than the one "
 				       "whose label is registered"
 				     : "vtpmctl start sets it");
-	if (stat(a.state_dir, &st) < 0)
-		return ctl_fail(c, EXIT_LOCAL, -1, "--state-dir %s: %s", a.state_dir,
-				strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return ctl_fail(c, EXIT_LOCAL, -1, "--state-dir %s: not a directory", a.state_dir);
-	if (vtpmd) {
-		if (!is_executable_file(vtpmd))
-			return ctl_fail(c, EXIT_LOCAL, -1, "--vtpmd %s: not an executable file",
-					vtpmd);
-		snprintf(a.vtpmd, sizeof(a.vtpmd), "%s", vtpmd);
-	} else if (find_vtpmd(a.vtpmd, sizeof(a.vtpmd)) < 0) {
-		return ctl_fail(c, EXIT_LOCAL, -1,
-				"cannot find vtpmd in vtpmctl's directory nor in $PATH (give "
-				"--vtpmd PATH)");
-	}
+	rc = start_check(c, &it, &a, vtpmd);
+	if (rc)
+		return rc;
 	a.detach = !a.wait;
 	return start_vtpmd(c, &a);
 }

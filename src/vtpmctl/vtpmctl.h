@@ -228,6 +228,16 @@ struct start_args {
  * --tpmstate dir=... --manager ... --uuid ... EXTRA`. *pid: the running vtpmd. An exit code
  * (reported) on failure; the child is then reaped. */
 int vtpmd_spawn(struct ctl *c, const struct start_args *a, pid_t *pid);
+/* Option ids of start and launch's shared options (--label, --state-dir, --manager-socket,
+ * --vtpmd). */
+enum { SOPT_LABEL = 900, SOPT_STATE_DIR, SOPT_MANAGER, SOPT_VTPMD };
+/* A shared option (or the UUID, OPT_POSITIONAL) into a (vtpmd: the --vtpmd path): 0 taken,
+ * -1 not one of them, else an exit code (reported). */
+int start_opt(struct ctl *c, struct argiter *it, int id, const char *val, struct start_args *a,
+	      const char **vtpmd);
+/* After the options: UUID, --label, --state-dir given and a directory; the vtpmd executable
+ * found. 0, or an exit code (reported). */
+int start_check(struct ctl *c, struct argiter *it, struct start_args *a, const char *vtpmd);
 /* Find vtpmd next to vtpmctl's executable, else in $PATH. 0, or -1. */
 int find_vtpmd(char *out, size_t cap);
 bool is_executable_file(const char *path);
