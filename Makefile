@@ -7,6 +7,10 @@
 #   make bench      run the benchmarks (vtpmd against swtpm, same run, ratios)
 #   make demo       set up and run the demonstration
 #   make format     clang-format every C file
+#   make install    install the programs, man pages, systemd unit, sysusers/tmpfiles entries,
+#                   default options and bash completion (PREFIX, DESTDIR, BINDIR, ... below)
+#   make uninstall  remove what make install installed (never the store or any state)
+#   make deb        build the Debian package vtpm (dpkg-buildpackage) into $(BUILD)/deb/
 BUILD ?= build
 CC ?= cc
 SAN ?=
@@ -46,8 +50,10 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test asan fuzz bench demo format clean deps deps-build
-all: $(BUILD)/vtpmd $(BUILD)/vtpmmgrd $(BUILD)/vtpmctl $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN)
+.PHONY: all programs test asan fuzz bench demo format clean deps deps-build
+all: programs $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN)
+# what make install and the Debian package install
+programs: $(BUILD)/vtpmd $(BUILD)/vtpmmgrd $(BUILD)/vtpmctl
 
 deps:
 	@scripts/deps all
@@ -150,6 +156,75 @@ bench: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) scripts/demo
+
+# ---- install -------------------------------------------------------------------------------
+# The paths the programs use at run time (store /var/lib/vtpm, sockets /run/vtpm) are their
+# compiled-in defaults and do not follow PREFIX; the unit and the tmpfiles entry name them.
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+# /etc for PREFIX=/usr, else PREFIX/etc (GNU's sysconfdir)
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+# systemd, systemd-sysusers and systemd-tmpfiles read these under /usr and /usr/local
+LIBDIR_SYSTEMD ?= $(PREFIX)/lib
+UNITDIR ?= $(LIBDIR_SYSTEMD)/systemd/system
+SYSUSERSDIR ?= $(LIBDIR_SYSTEMD)/sysusers.d
+TMPFILESDIR ?= $(LIBDIR_SYSTEMD)/tmpfiles.d
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+INSTALL ?= install
+# Programs: those whose sources exist (vtpm-verify once src/verify/ has it); every one has
+# a man page in docs/ (the packaging test checks it).
+BIN_PROGRAMS := vtpmd vtpmctl $(if $(wildcard src/verify/*.c),vtpm-verify)
+SBIN_PROGRAMS := vtpmmgrd
+MAN_PAGES := $(sort $(wildcard docs/*.[1-8]))
+
+.PHONY: install uninstall deb
+install: $(BIN_PROGRAMS:%=$(BUILD)/%) $(SBIN_PROGRAMS:%=$(BUILD)/%)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/vtpm \
+		$(DESTDIR)$(SYSCONFDIR)/default $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 0755 $(BIN_PROGRAMS:%=$(BUILD)/%) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0755 $(SBIN_PROGRAMS:%=$(BUILD)/%) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 0644 etc/passthrough.filter $(DESTDIR)$(SYSCONFDIR)/vtpm/
+	$(INSTALL) -m 0644 dist/vtpmmgrd.default $(DESTDIR)$(SYSCONFDIR)/default/vtpmmgrd
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		dist/vtpmmgrd.service.in >$(DESTDIR)$(UNITDIR)/vtpmmgrd.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/vtpmmgrd.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/vtpmmgrd.service.tmp $(DESTDIR)$(UNITDIR)/vtpmmgrd.service
+	$(INSTALL) -m 0644 dist/vtpm.sysusers $(DESTDIR)$(SYSUSERSDIR)/vtpm.conf
+	$(INSTALL) -m 0644 dist/vtpm.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vtpm.conf
+	$(INSTALL) -m 0644 dist/vtpmctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/vtpmctl
+	set -e; for m in $(MAN_PAGES); do \
+		s=$${m##*.}; $(INSTALL) -d $(DESTDIR)$(MANDIR)/man$$s; \
+		$(INSTALL) -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; \
+	done
+
+# The store (/var/lib/vtpm) and every vTPM's state are never touched: they are data, not
+# installed files. Neither is the vtpmmgrd user.
+uninstall:
+	rm -f $(BIN_PROGRAMS:%=$(DESTDIR)$(BINDIR)/%) $(SBIN_PROGRAMS:%=$(DESTDIR)$(SBINDIR)/%)
+	rm -f $(DESTDIR)$(SYSCONFDIR)/vtpm/passthrough.filter $(DESTDIR)$(SYSCONFDIR)/default/vtpmmgrd
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/vtpm 2>/dev/null
+	rm -f $(DESTDIR)$(UNITDIR)/vtpmmgrd.service $(DESTDIR)$(SYSUSERSDIR)/vtpm.conf \
+		$(DESTDIR)$(TMPFILESDIR)/vtpm.conf $(DESTDIR)$(BASHCOMPDIR)/vtpmctl
+	for m in $(MAN_PAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+
+# The Debian package: the source tree (as it is, uncommitted changes included; no build
+# output) is copied to $(BUILD)/deb/vtpm-$(VERSION) and built there with dpkg-buildpackage,
+# so its .deb, .buildinfo and .changes land in $(BUILD)/deb/, not beside the source tree.
+DEB_DIR := $(BUILD)/deb
+deb:
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null || \
+		{ echo "make deb needs dpkg-dev and debhelper (apt-get install debhelper)" >&2; exit 1; }
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/vtpm-$(VERSION)
+	tar -cf - --exclude=./.git --exclude='./build*' --exclude='./$(patsubst ./%,%,$(BUILD))' --exclude=./tests/cache \
+		--exclude=./tests/guest/cache --exclude=./tests/fuzz/corpus . | \
+		tar -C $(DEB_DIR)/vtpm-$(VERSION) -xf -
+	cd $(DEB_DIR)/vtpm-$(VERSION) && dpkg-buildpackage -us -uc -b
+	@ls $(DEB_DIR)/*.deb
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
