@@ -1,13 +1,49 @@
 #include "vtpmd/pairing.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include "common/errmsg.h"
+#include "common/label_match.h"
 #include "common/log.h"
+
+/* The LSM label of process pid (0: this one) from /proc/PID/attr/current, "" if none. */
+static void lsm_label(pid_t pid, char *out, size_t cap)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	out[0] = '\0';
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%ld/attr/current", (long)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/attr/current");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, out, cap - 1);
+	close(fd);
+	if (n <= 0) {
+		out[0] = '\0';
+		return;
+	}
+	out[n] = '\0';
+	out[strcspn(out, "\n")] = '\0'; /* SELinux ends it with a NUL, AppArmor with a newline */
+}
+
+bool pairing_labels_agree(const char *self, const char *peer)
+{
+	if (label_check(self, NULL, 0) < 0)
+		return true; /* no labels here (none, or not user:role:type ones) */
+	return label_same_user(self, peer);
+}
 
 int pairing_open(struct pairing *p, uint32_t pid, char *err, size_t errlen)
 {
@@ -20,6 +56,7 @@ int pairing_open(struct pairing *p, uint32_t pid, char *err, size_t errlen)
 		return errmsg(err, errlen, "--pair-pid %u: %s", pid,
 			      errno == ESRCH ? "no such process" : strerror(errno));
 	p->pid = (pid_t)pid;
+	lsm_label(0, p->label, sizeof(p->label));
 	return 0;
 }
 
@@ -45,6 +82,17 @@ bool pairing_admit(struct pairing *p, int fd, const char *channel, bool *used)
 			  "with pid %ld",
 			  channel, (long)cred.pid, (unsigned long)cred.uid, (long)p->pid);
 		return false;
+	}
+	if (p->label[0]) {
+		char peer[sizeof(p->label)];
+
+		lsm_label(cred.pid, peer, sizeof(peer));
+		if (!pairing_labels_agree(p->label, peer)) {
+			log_warnx("refused a %s connection from the paired pid %ld: its label '%s' "
+				  "does not have the user field of this vtpmd's '%s'",
+				  channel, (long)p->pid, peer, p->label);
+			return false;
+		}
 	}
 	if (*used) {
 		log_warnx("refused a second %s connection from the paired pid %ld: one for its "

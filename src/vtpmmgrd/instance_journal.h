@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 
 #define JOURNAL_MAX_BYTES (16u << 20) /* a replay reads no more */
 #define JOURNAL_REC_FIXED 67u

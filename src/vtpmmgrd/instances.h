@@ -15,7 +15,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 
 #define INSTANCES_MAX 4096
 

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 
 #define LABELS_MAX 4096
 

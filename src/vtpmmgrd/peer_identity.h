@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77

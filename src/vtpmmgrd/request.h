@@ -36,7 +36,7 @@
 #include <stdint.h>
 
 #include "common/mgr_proto.h"
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 #include "vtpmmgrd/store.h"
 
 #define REQ_AUDIT_DEFAULT    20

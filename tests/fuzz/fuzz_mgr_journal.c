@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "vtpmmgrd/instance_journal.h"
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/mgr_proto.h"
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 #include "vtpmmgrd/manager.h"
 #include "vtpmmgrd/request.h"
 

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "unit.h"
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 
 static void test_patterns_valid(void)
 {

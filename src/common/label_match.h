@@ -38,5 +38,7 @@ bool label_match(const char *pattern, const char *label);
 /* Whether two valid labels name the same guest: the same user field and the same level
  * (the rest after the third colon, "" when absent); role and type may differ. */
 bool label_same_guest(const char *a, const char *b);
+/* Whether two valid labels have the same user field (the rest may differ). */
+bool label_same_user(const char *a, const char *b);
 
 #endif

@@ -1,4 +1,4 @@
-#include "vtpmmgrd/label_match.h"
+#include "common/label_match.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -158,4 +158,15 @@ bool label_same_guest(const char *a, const char *b)
 	guest_of(a, &ua, &la);
 	guest_of(b, &ub, &lb);
 	return ua == ub && memcmp(a, b, ua) == 0 && strcmp(la, lb) == 0;
+}
+
+bool label_same_user(const char *a, const char *b)
+{
+	size_t ua, ub;
+
+	if (label_check(a, NULL, 0) < 0 || label_check(b, NULL, 0) < 0)
+		return false;
+	ua = strcspn(a, ":");
+	ub = strcspn(b, ":");
+	return ua == ub && memcmp(a, b, ua) == 0;
 }
