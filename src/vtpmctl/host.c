@@ -580,8 +580,7 @@ static int host_reseal(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
-/* The value of property key (a KEY/VALUE pair) in the answer's first record, into out. */
-static bool response_prop(struct ctl *c, const char *key, char *out, size_t cap)
+bool response_prop(struct ctl *c, const char *key, char *out, size_t cap)
 {
 	const struct mgr_field_view *rec = mgr_find(c->msg, MGR_F_RECORD);
 	struct mgr_msg *m;

@@ -40,6 +40,8 @@ const char ctl_main_help[] =
     "  vtpm delete UUID [--yes]            delete a vTPM and destroy its key\n"
     "  start UUID --label LABEL --state-dir DIR [options] [-- VTPMD-OPTIONS]\n"
     "                                      register LABEL and start a managed vtpmd\n"
+    "  status                              the host and every vTPM on it\n"
+    "  doctor                              check the set-up and say what to fix\n"
     "  launch UUID --label LABEL --state-dir DIR [--kernel K ...] -- QEMU [ARGS]\n"
     "                                      start a vtpmd paired with this QEMU, boot\n"
     "                                      measured, run QEMU in the foreground\n"
@@ -433,6 +435,7 @@ static const struct {
     {"host", cmd_host, ctl_host_help},	     {"group", cmd_group, ctl_group_help},
     {"vtpm", cmd_vtpm, ctl_vtpm_help},	     {"start", cmd_start, ctl_start_help},
     {"launch", cmd_launch, ctl_launch_help}, {"audit", cmd_audit, ctl_audit_help},
+    {"status", cmd_status, ctl_status_help}, {"doctor", cmd_doctor, ctl_doctor_help},
 };
 
 static int cmd_help(struct ctl *c, int argc, char **argv)

@@ -158,6 +158,9 @@ bool props_has(const struct props *ps, const char *name);
 /* The first value's JSON text of a string or number property, or NULL. */
 const char *props_get(const struct props *ps, const char *name);
 void props_print(struct ctl *c, const struct props *ps);
+/* The value of property key (a KEY/VALUE pair) in the last answer's first record, into out
+ * (sanitized for a terminal). */
+bool response_prop(struct ctl *c, const char *key, char *out, size_t cap);
 /* Find a fixed-size field in the last answer: at the top level, else in its records. */
 int response_get_fixed(struct ctl *c, uint16_t tag, void *out, size_t n);
 
@@ -207,6 +210,8 @@ int cmd_group(struct ctl *c, int argc, char **argv);
 int cmd_vtpm(struct ctl *c, int argc, char **argv);
 int cmd_start(struct ctl *c, int argc, char **argv);
 int cmd_launch(struct ctl *c, int argc, char **argv);
+int cmd_status(struct ctl *c, int argc, char **argv);
+int cmd_doctor(struct ctl *c, int argc, char **argv);
 
 /* ---- starting a registered vtpmd (start.c; launch.c uses it too) ---- */
 
@@ -252,6 +257,8 @@ extern const char ctl_group_help[];
 extern const char ctl_vtpm_help[];
 extern const char ctl_start_help[];
 extern const char ctl_launch_help[];
+extern const char ctl_status_help[];
+extern const char ctl_doctor_help[];
 extern const char ctl_audit_help[];
 /* The exit-status paragraph shared by every help text. */
 #define CTL_HELP_EXIT                                                                              \
