@@ -35,6 +35,7 @@ static const TPMI_ALG_HASH ahead[] = {TPM2_ALG_SHA256, TPM2_ALG_SHA384, TPM2_ALG
 
 struct measure {
 	pthread_t thread; /* hashes the ahead[] banks; joined before the first measurement */
+	pid_t thread_pid; /* the process the thread runs in (not a --daemon child) */
 	bool thread_running;
 	bool thread_failed;
 	char thread_err[256];
@@ -110,6 +111,7 @@ int measure_open(struct measure **out, const char *kernel, const char *initrd, c
 	}
 	/* Hash while QEMU starts, so the firmware's Startup does not wait for it. A thread that
 	 * cannot start is not an error: the first boot hashes then. */
+	m->thread_pid = getpid();
 	m->thread_running = pthread_create(&m->thread, NULL, hash_ahead, m) == 0;
 	*out = m;
 	return 0;
@@ -124,7 +126,7 @@ void measure_free(struct measure *m)
 
 	if (!m)
 		return;
-	if (m->thread_running)
+	if (m->thread_running && getpid() == m->thread_pid)
 		pthread_join(m->thread, NULL);
 	for (i = 0; i < ITEM_CMDLINE; i++)
 		if (m->fd[i] >= 0)
@@ -259,6 +261,13 @@ static int join_ahead(struct measure *m, char *err, size_t errlen)
 {
 	if (!m->thread_running)
 		return 0;
+	if (getpid() != m->thread_pid) {
+		/* A --daemon child: the thread stayed in the parent, and the banks copied at fork
+		 * may be half written. Hash here, at this first boot. */
+		m->thread_running = false;
+		m->nbank = 0;
+		return 0;
+	}
 	pthread_join(m->thread, NULL);
 	m->thread_running = false;
 	if (m->thread_failed)

@@ -108,6 +108,24 @@ if _start measure "${MEASURE[@]}"; then
   _stop
 fi
 
+# --daemon: the measurement thread stays in the parent; the daemon hashes at the first boot
+mkdir -p "$W/state4"
+P=$(free_port)
+"$VTPMD" socket --tpm2 --tpmstate dir="$W/state4" --server type=tcp,port="$P" \
+  --ctrl type=tcp,port=$((P + 1)) --daemon --pid file="$W/d.pid" "${MEASURE[@]/ev.bin/ev4.bin}" \
+  --log file="$W/vtpmd4.log",level=5 >>"$W/vtpmd.out" 2>&1
+DPID=$(cat "$W/d.pid" 2>/dev/null)
+if [ -n "$DPID" ] && _wait_tcp "$DPID" "$P"; then
+  _t_pids+=("$DPID")
+  export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$P"
+  swtpm_ioctl --tcp "127.0.0.1:$((P + 1))" -i >>"$W/vtpmd.out" 2>&1
+  tpm2_startup -c >>"$W/vtpmd.out" 2>&1
+  t_eq daemon/pcrs-sha256 "$(_expected sha256)" "$(_pcrs sha256)"
+  swtpm_ioctl --tcp "127.0.0.1:$((P + 1))" -s >>"$W/vtpmd.out" 2>&1
+else
+  t_fail daemon/start "the --daemon vtpmd did not serve: $(tail -n 2 "$W/vtpmd4.log")"
+fi
+
 # errors
 mkdir -p "$W/state3"
 out=$("$VTPMD" socket --tpm2 --tpmstate dir="$W/state3" --ctrl type=tcp,port=1 \
