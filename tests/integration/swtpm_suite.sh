@@ -95,7 +95,14 @@ CONF
 : >"$work/samples/swtpm-localca.options"
 printf 'TSS_USER=root\nTSS_GROUP=root\n' >"$work/tests/test_config"
 
+# The sanitizer run (make asan) runs the known gaps' tests only in strict mode: the plain run
+# already shows whether one was closed, and each costs seconds of a sanitized vtpmd.
+case ${BUILD##*/} in *asan*) san=1 ;; *) san=0 ;; esac
 for t in $TESTS; do
+  if [ "$san" = 1 ] && [ -n "${KNOWN_GAPS[$t]:-}" ] && [ "${SWTPM_SUITE_STRICT:-0}" != 1 ]; then
+    t_skip "$TARGET/$t" "known gap, not run in the sanitizer build: ${KNOWN_GAPS[$t]}"
+    continue
+  fi
   if [ ! -f "$work/tests/$t" ]; then
     t_fail "$TARGET/$t" "no such test in swtpm 0.7.1's tests/"
     continue
