@@ -11,6 +11,7 @@
 #                   default options and bash completion (PREFIX, DESTDIR, BINDIR, ... below)
 #   make uninstall  remove what make install installed (never the store or any state)
 #   make deb        build the Debian package vtpm (dpkg-buildpackage) into $(BUILD)/deb/
+#   make check-package  test make install/uninstall and the .deb in a fresh Debian 12 root
 BUILD ?= build
 CC ?= cc
 SAN ?=
@@ -181,7 +182,12 @@ BIN_PROGRAMS := vtpmd vtpmctl $(if $(wildcard src/verify/*.c),vtpm-verify)
 SBIN_PROGRAMS := vtpmmgrd
 MAN_PAGES := $(sort $(wildcard docs/*.[1-8]))
 
-.PHONY: install uninstall deb
+.PHONY: install uninstall deb check-package
+# The packaging test (make install, make deb, the .deb in a fresh Debian 12 chroot): minutes,
+# and the same whatever the build, so CI runs it once, beside make test (.ci/run).
+check-package: deps
+	@$(MAKE) --no-print-directory programs
+	@BUILD=$(BUILD) EXTRA_TESTS=tests/packaging/packaging.sh tests/run packaging.sh
 install: $(BIN_PROGRAMS:%=$(BUILD)/%) $(SBIN_PROGRAMS:%=$(BUILD)/%)
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/vtpm \
 		$(DESTDIR)$(SYSCONFDIR)/default $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \

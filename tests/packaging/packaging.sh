@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/integration/packaging.sh — make install, make uninstall, make deb, and the .deb
+# tests/packaging/packaging.sh — make install, make uninstall, make deb, and the .deb
 # installed and purged in a fresh Debian 12 root.
 #
 # 1. make install DESTDIR=… (PREFIX=/usr and the default /usr/local): the exact file list and
@@ -19,7 +19,8 @@
 #    leaves the root as before the package save /var/lib/vtpm and the vtpmmgrd user.
 #    If debootstrap cannot reach the Debian mirror: SKIP, and FAIL in CI.
 #    PKG_CHROOT=0 skips part 4.
-# Usage: [BUILD=build] bash tests/integration/packaging.sh
+# Usage: make check-package, or [BUILD=build] bash tests/packaging/packaging.sh (not part of
+# make test: it takes minutes and does not depend on the build's flags; CI runs it once).
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$VTPM_TOP" || exit 1
 
