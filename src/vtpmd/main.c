@@ -1002,6 +1002,7 @@ static int start(struct vtpmd *d)
 		}
 		sandbox_relock_after_fork(&d->mem, d, sizeof(*d)); /* locks are not inherited */
 	}
+	measure_start_ahead(d->measure); /* after the fork: no thread may be forked mid-call */
 	/* swtpm overwrites an existing pid file; vtpmd too, but never through a link. */
 	if (daemon_write_pid(d->opts.pid_file, d->opts.pid_fd, false, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);

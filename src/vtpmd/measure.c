@@ -109,15 +109,21 @@ int measure_open(struct measure **out, const char *kernel, const char *initrd, c
 		errmsg(err, errlen, "--eventlog %s: not a file name", eventlog);
 		goto fail;
 	}
-	/* Hash while QEMU starts, so the firmware's Startup does not wait for it. A thread that
-	 * cannot start is not an error: the first boot hashes then. */
-	m->thread_pid = getpid();
-	m->thread_running = pthread_create(&m->thread, NULL, hash_ahead, m) == 0;
 	*out = m;
 	return 0;
 fail:
 	measure_free(m);
 	return -1;
+}
+
+void measure_start_ahead(struct measure *m)
+{
+	/* Hash while QEMU starts, so the firmware's Startup does not wait for it. A thread that
+	 * cannot start is not an error: the first boot hashes then. */
+	if (!m || m->thread_running)
+		return;
+	m->thread_pid = getpid();
+	m->thread_running = pthread_create(&m->thread, NULL, hash_ahead, m) == 0;
 }
 
 void measure_free(struct measure *m)

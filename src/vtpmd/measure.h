@@ -21,6 +21,9 @@ struct measure;
  * files stay open: what is hashed is what was opened at start. 0, or -1 with err. */
 int measure_open(struct measure **out, const char *kernel, const char *initrd, const char *append,
 		 const char *eventlog, char *err, size_t errlen);
+/* Start hashing in a thread, ahead of the first boot. Call it after the last fork (--daemon):
+ * a fork while the thread is inside OpenSSL or malloc could leave the child deadlocked. */
+void measure_start_ahead(struct measure *m);
 void measure_free(struct measure *m);
 
 /* Measure into the engine's PCRs (it has just started cleared). 0, or -1 with err: then the
