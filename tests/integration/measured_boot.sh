@@ -36,7 +36,7 @@ PY
 }
 # _pcrs BANK: "PCR4 PCR5" read from the vTPM.
 _pcrs() {
-  tpm2_pcrread "$1:4,5" 2>/dev/null | awk '/^ +[45] *:/ {print tolower($3)}' | sed 's/^0x//' |
+  timeout 30 tpm2_pcrread "$1:4,5" 2>/dev/null | awk '/^ +[45] *:/ {print tolower($3)}' | sed 's/^0x//' |
     tr '\n' ' ' | sed 's/ $//'
 }
 # _replay BANK: "PCR4 PCR5" from tpm2_eventlog's replay of the log.
@@ -118,10 +118,10 @@ DPID=$(cat "$W/d.pid" 2>/dev/null)
 if [ -n "$DPID" ] && _wait_tcp "$DPID" "$P"; then
   _t_pids+=("$DPID")
   export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$P"
-  swtpm_ioctl --tcp "127.0.0.1:$((P + 1))" -i >>"$W/vtpmd.out" 2>&1
-  tpm2_startup -c >>"$W/vtpmd.out" 2>&1
+  timeout 30 swtpm_ioctl --tcp "127.0.0.1:$((P + 1))" -i >>"$W/vtpmd.out" 2>&1
+  timeout 30 tpm2_startup -c >>"$W/vtpmd.out" 2>&1
   t_eq daemon/pcrs-sha256 "$(_expected sha256)" "$(_pcrs sha256)"
-  swtpm_ioctl --tcp "127.0.0.1:$((P + 1))" -s >>"$W/vtpmd.out" 2>&1
+  timeout 30 swtpm_ioctl --tcp "127.0.0.1:$((P + 1))" -s >>"$W/vtpmd.out" 2>&1
 else
   t_fail daemon/start "the --daemon vtpmd did not serve: $(tail -n 2 "$W/vtpmd4.log")"
 fi
